@@ -1,1 +1,56 @@
-fn main() {}
+//! The `countersign` binary: parse the command line and run the subcommand.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use countersign::cli::{Cli, Command, RunArgs};
+use countersign::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Check(args) => countersign::check::run(&args.config),
+        Command::Quickstart(args) => {
+            countersign::logging::init(None, "info");
+            runtime(None).block_on(countersign::quickstart::run(args))
+        }
+    }
+}
+
+fn runtime(workers: Option<usize>) -> tokio::runtime::Runtime {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all();
+    if let Some(n) = workers {
+        b.worker_threads(n.max(1));
+    }
+    b.build().expect("the tokio runtime starts")
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    countersign::logging::init(args.log_format, &config.log.level);
+    runtime(args.workers).block_on(async move {
+        let running = match countersign::server::start(config).await {
+            Ok(r) => r,
+            Err(countersign::server::StartError::Config(e)) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        };
+        countersign::signals::wait_for_shutdown(&running).await;
+        running.shutdown();
+        running.wait().await;
+        ExitCode::SUCCESS
+    })
+}

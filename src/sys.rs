@@ -13,3 +13,11 @@ pub fn open_file_limit() -> Option<usize> {
     }
     usize::try_from(rl.rlim_cur).ok()
 }
+
+/// Seconds since the Unix epoch, as a float (for timestamp gauges).
+pub fn unix_now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

@@ -2,3 +2,5 @@
 
 pub mod client_ip;
 pub mod ipset;
+pub mod path;
+pub mod routes;

@@ -1,0 +1,627 @@
+//! Step 4: one request, top to bottom: snapshot, request id, client IP, route, the route's
+//! requirements in order, the verdict (enforced or reported), then the forward (`proxy.rs`) and the
+//! access line. Previous step: `serve.rs`; next: `policy`, the verifiers, `proxy.rs`.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+
+use crate::config::{AccessLog, ClientIpFrom, Mode, Requirement};
+use crate::headers;
+use crate::metrics;
+use crate::policy::client_ip;
+use crate::policy::ipset::canonical;
+use crate::policy::path;
+use crate::policy::routes::Route;
+use crate::proxy::{self, Proxy, ReqBody};
+use crate::reject::{Denial, Reject};
+use crate::request_id;
+use crate::state::{Shared, Snapshot};
+use crate::tls::{self, PeerIdentity};
+
+/// What the connection tells every request on it.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The source address: the PROXY header's, or the peer's (IPv4-mapped turned to IPv4).
+    pub source: IpAddr,
+    /// `source` as a header value.
+    pub source_header: HeaderValue,
+    /// The verified client certificate, when the handshake had one.
+    pub identity: Option<Arc<PeerIdentity>>,
+    /// `https` or `http`.
+    pub scheme: &'static str,
+}
+
+impl ConnInfo {
+    /// Connection facts for a peer, its PROXY source if any, and its TLS identity.
+    pub fn new(
+        peer: SocketAddr,
+        proxied: Option<SocketAddr>,
+        identity: Option<Arc<PeerIdentity>>,
+        tls: bool,
+    ) -> Self {
+        let source = canonical(proxied.unwrap_or(peer).ip());
+        ConnInfo {
+            peer,
+            source,
+            source_header: ip_header(source),
+            identity,
+            scheme: if tls { "https" } else { "http" },
+        }
+    }
+}
+
+fn ip_header(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value")
+}
+
+/// The response body: a refusal, or the backend's streamed body, with the access line attached.
+pub type ResBody = Logged<Either<Full<Bytes>, Incoming>>;
+
+/// The request handler shared by every connection.
+pub struct App {
+    /// The current snapshot.
+    pub state: Shared,
+    /// The backend client.
+    pub proxy: Proxy,
+}
+
+/// What the requirements established about the caller, for the backend's headers and the log.
+#[derive(Default)]
+struct Established {
+    identity: Option<Arc<PeerIdentity>>,
+    key_id: Option<HeaderValue>,
+    jwt_sub: Option<HeaderValue>,
+}
+
+impl App {
+    /// Handles one request; never fails (refusals are responses).
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> Result<Response<ResBody>, Infallible> {
+        let start = Instant::now();
+        let snap = self.state.load_full();
+        let (parts, body) = req.into_parts();
+        let request_id = request_id::get_or_make(&parts.headers);
+
+        // The verdict: Ok with what was established, or the refusal.
+        let mut est = Established::default();
+        let client_ip = match resolve_client_ip(&snap, &conn, &parts.headers) {
+            Ok(ip) => ip,
+            Err(d) => {
+                return Ok(self.refuse(
+                    &snap,
+                    None,
+                    d,
+                    &parts,
+                    conn.source,
+                    &est,
+                    &request_id,
+                    start,
+                ));
+            }
+        };
+        if head_size(&parts) > snap.config.limits.max_header_bytes {
+            let d = Denial::new(
+                Reject::HeadersTooLarge,
+                "request head larger than limits.max_header_bytes",
+            );
+            return Ok(self.refuse(&snap, None, d, &parts, client_ip, &est, &request_id, start));
+        }
+        let match_path = path::for_matching(parts.uri.path());
+        let Some(route) = snap.routes.find(&parts.method, &match_path) else {
+            let d = Denial::new(
+                Reject::NoRoute,
+                format!("no route for {} {}", parts.method, match_path),
+            );
+            return Ok(self.refuse(&snap, None, d, &parts, client_ip, &est, &request_id, start));
+        };
+        drop(match_path);
+
+        let mut body = BodyState::Streaming(body);
+        let verdict =
+            check_route(route, &snap, &parts, &conn, client_ip, &mut body, &mut est).await;
+        let reported = match (verdict, route.mode) {
+            (Ok(()), _) => None,
+            (Err(d), Mode::Enforce) => {
+                return Ok(self.refuse(
+                    &snap,
+                    Some(route),
+                    d,
+                    &parts,
+                    client_ip,
+                    &est,
+                    &request_id,
+                    start,
+                ));
+            }
+            (Err(d), Mode::Report) => Some(d),
+        };
+
+        // Forward.
+        let upgrade = proxy::is_upgrade(parts.version, &parts.headers);
+        let mut req = Request::from_parts(parts, body.into_req_body());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let record = wants_log(&snap, reported.is_some()).then(|| {
+            let mut r = AccessRecord::new(
+                &route.name,
+                &parts,
+                client_ip,
+                &est,
+                &request_id,
+                start,
+                route.mode,
+            );
+            if let Some(d) = &reported {
+                r.deny(d, "report_denied");
+            }
+            r
+        });
+        prepare_upstream_headers(
+            &mut parts.headers,
+            &snap,
+            &conn,
+            client_ip,
+            &est,
+            &request_id,
+            upgrade,
+        );
+        self.proxy.retarget(&mut parts);
+        route
+            .metrics
+            .count(reported.as_ref().map(|d| d.reject), route.mode);
+
+        let mut resp = match self.proxy.send(Request::from_parts(parts, body)).await {
+            Ok(r) => r,
+            Err(reject) => {
+                route.metrics.observe(start.elapsed());
+                let mut record = record;
+                if let Some(r) = &mut record {
+                    r.deny(
+                        &Denial::new(reject, "backend request failed"),
+                        "upstream_failed",
+                    );
+                }
+                let resp: Response<Full<Bytes>> = reject.response(Some(&request_id));
+                return Ok(resp.map(|b| Logged::new(Either::Left(b), record)));
+            }
+        };
+        if upgrade
+            && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let backend_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(proxy::splice_upgraded(client_upgrade, backend_upgrade));
+        } else {
+            proxy::strip_hop_by_hop(resp.headers_mut(), false);
+        }
+        route.metrics.observe(start.elapsed());
+        let record = record.map(|mut r| {
+            r.status = resp.status().as_u16();
+            r
+        });
+        Ok(resp.map(|b| Logged::new(Either::Right(b), record)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &self,
+        snap: &Snapshot,
+        route: Option<&Route>,
+        d: Denial,
+        parts: &http::request::Parts,
+        client_ip: IpAddr,
+        est: &Established,
+        request_id: &HeaderValue,
+        start: Instant,
+    ) -> Response<ResBody> {
+        let rm = route.map_or(&snap.no_route, |r| &r.metrics);
+        rm.count(Some(d.reject), Mode::Enforce);
+        rm.observe(start.elapsed());
+        let record = (snap.config.log.access != AccessLog::Off).then(|| {
+            let name = route.map_or("-", |r| r.name.as_str());
+            let mut r = AccessRecord::new(
+                name,
+                parts,
+                client_ip,
+                est,
+                request_id,
+                start,
+                Mode::Enforce,
+            );
+            r.deny(&d, "denied");
+            r
+        });
+        let resp: Response<Full<Bytes>> = d.reject.response(Some(request_id));
+        resp.map(|b| Logged::new(Either::Left(b), record))
+    }
+}
+
+fn wants_log(snap: &Snapshot, would_deny: bool) -> bool {
+    match snap.config.log.access {
+        AccessLog::All => true,
+        AccessLog::Denied => would_deny,
+        AccessLog::Off => false,
+    }
+}
+
+/// The request line and header bytes, roughly as on the wire.
+fn head_size(parts: &http::request::Parts) -> usize {
+    let line = parts.method.as_str().len()
+        + parts.uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + 12;
+    parts
+        .headers
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+fn resolve_client_ip(snap: &Snapshot, conn: &ConnInfo, h: &HeaderMap) -> Result<IpAddr, Denial> {
+    match snap.config.client_ip.from {
+        ClientIpFrom::Peer | ClientIpFrom::ProxyProtocol => Ok(conn.source),
+        ClientIpFrom::XForwardedFor => client_ip::from_xff(conn.source, h, &snap.trusted_proxies)
+            .map_err(|e| Denial::new(Reject::MalformedRequest, e.to_string())),
+    }
+}
+
+/// The request body: still streaming, or buffered because a verifier needed it.
+enum BodyState {
+    Streaming(Incoming),
+    Buffered(Bytes),
+}
+
+impl BodyState {
+    fn into_req_body(self) -> ReqBody {
+        match self {
+            BodyState::Streaming(b) => Either::Left(b),
+            BodyState::Buffered(b) => Either::Right(Full::new(b)),
+        }
+    }
+}
+
+/// Reads the whole body (up to `max` bytes, within `timeout`) so it can be checked and then sent.
+#[allow(dead_code)]
+async fn buffer_body(
+    body: Incoming,
+    max: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, Denial> {
+    let too_large = || {
+        Denial::new(
+            Reject::BodyTooLarge,
+            "body larger than limits.max_digest_body",
+        )
+    };
+    if body.size_hint().lower() > max as u64 {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(timeout, http_body_util::Limited::new(body, max).collect()).await {
+        Err(_) => Err(Denial::new(
+            Reject::RequestTimeout,
+            "body not received within limits.body_timeout",
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(Denial::new(
+            Reject::MalformedRequest,
+            format!("reading the body: {e}"),
+        )),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+/// Checks the route's requirements in order; the first failure is the verdict.
+async fn check_route(
+    route: &Route,
+    snap: &Snapshot,
+    parts: &http::request::Parts,
+    conn: &ConnInfo,
+    client_ip: IpAddr,
+    _body: &mut BodyState,
+    est: &mut Established,
+) -> Result<(), Denial> {
+    // Identity is established whenever a certificate is known, so the backend hears of it even on
+    // routes that do not require mtls.
+    est.identity = client_identity(snap, conn, &parts.headers)?;
+    for req in &route.require {
+        let t = Instant::now();
+        let r = match req {
+            Requirement::Mtls => check_mtls(snap, est.identity.as_deref()),
+            Requirement::Ip => {
+                if snap.ip_allow.contains(client_ip) {
+                    Ok(())
+                } else {
+                    Err(Denial::new(
+                        Reject::IpDenied,
+                        format!("{client_ip} is not in ip_allow"),
+                    ))
+                }
+            }
+            Requirement::Signature => Err(Denial::new(
+                Reject::SignatureMissing,
+                "signature verification is not available in this build",
+            )),
+            Requirement::Jwt => Err(Denial::new(
+                Reject::TokenMissing,
+                "token verification is not available in this build",
+            )),
+            Requirement::ApiKey => Err(Denial::new(
+                Reject::ApiKeyMissing,
+                "API keys are not available in this build",
+            )),
+        };
+        metrics::VERIFY.observe(*req, t.elapsed());
+        r?;
+    }
+    Ok(())
+}
+
+fn check_mtls(snap: &Snapshot, identity: Option<&PeerIdentity>) -> Result<(), Denial> {
+    let Some(id) = identity else {
+        return Err(Denial::new(
+            Reject::ClientCertDenied,
+            "no client certificate",
+        ));
+    };
+    let allow = snap
+        .config
+        .tls
+        .as_ref()
+        .map_or(&[][..], |t| &t.allow_clients[..]);
+    if id.allowed_by(allow) {
+        Ok(())
+    } else {
+        Err(Denial::new(
+            Reject::ClientCertDenied,
+            format!(
+                "certificate subject \"{}\" (sha256 {}) matches no tls.allow_clients entry",
+                id.subject,
+                id.sha256_hex()
+            ),
+        ))
+    }
+}
+
+/// The client certificate: from the handshake, or from `client_ip.client_cert_header` when the
+/// TCP peer is a trusted proxy (verified against `tls.client_ca` when one is set).
+fn client_identity(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    h: &HeaderMap,
+) -> Result<Option<Arc<PeerIdentity>>, Denial> {
+    if conn.identity.is_some() {
+        return Ok(conn.identity.clone());
+    }
+    let Some(name) = &snap.config.client_ip.client_cert_header else {
+        return Ok(None);
+    };
+    let Some(value) = h.get(name) else {
+        return Ok(None);
+    };
+    if !snap.trusted_proxies.contains(conn.peer.ip()) {
+        tracing::debug!(peer = %conn.peer, "ignoring {name} from a peer outside client_ip.trusted_proxies");
+        return Ok(None);
+    }
+    let chain_value = h.get(headers::SPOOFABLE[2].clone());
+    let chain = tls::certs_from_headers(value.as_bytes(), chain_value.map(HeaderValue::as_bytes))
+        .map_err(|m| Denial::new(Reject::ClientCertDenied, m))?;
+    if let Some(v) = snap.tls.as_ref().and_then(|t| t.client_verifier.as_ref()) {
+        tls::verify_chain(v.as_ref(), &chain).map_err(|e| {
+            Denial::new(
+                Reject::ClientCertDenied,
+                format!("{name}: certificate refused: {e}"),
+            )
+        })?;
+    }
+    let id = PeerIdentity::from_chain(&chain)
+        .map_err(|e| Denial::new(Reject::ClientCertDenied, format!("{name}: {e}")))?;
+    Ok(Some(Arc::new(id)))
+}
+
+/// Strips what the backend must not trust and adds what countersign established.
+fn prepare_upstream_headers(
+    h: &mut HeaderMap,
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    client_ip: IpAddr,
+    est: &Established,
+    request_id: &HeaderValue,
+    upgrade: bool,
+) {
+    // Hop-by-hop first, so a `Connection` header can never remove what is added below.
+    proxy::strip_hop_by_hop(h, upgrade);
+    proxy::strip_spoofable(h);
+    if let Some(name) = &snap.config.client_ip.client_cert_header {
+        h.remove(name);
+    }
+    let ip = if client_ip == conn.source {
+        conn.source_header.clone()
+    } else {
+        ip_header(client_ip)
+    };
+    h.insert(headers::CLIENT_IP, ip);
+    if let Some(id) = &est.identity {
+        h.insert(headers::CERT_SUBJECT, id.subject_header.clone());
+        h.insert(headers::CERT_SHA256, id.sha256_header.clone());
+        if let Some(u) = &id.uri_header {
+            h.insert(headers::CERT_URI, u.clone());
+        }
+    }
+    if let Some(k) = &est.key_id {
+        h.insert(headers::KEY_ID, k.clone());
+    }
+    if let Some(s) = &est.jwt_sub {
+        h.insert(headers::JWT_SUB, s.clone());
+    }
+    h.insert(headers::X_REQUEST_ID, request_id.clone());
+}
+
+/// One access-log line, emitted when the response body ends (or is dropped).
+pub struct AccessRecord {
+    start: Instant,
+    method: http::Method,
+    path: String,
+    route: String,
+    client_ip: IpAddr,
+    cert_sha256: Option<HeaderValue>,
+    key_id: Option<HeaderValue>,
+    request_id: HeaderValue,
+    verdict: &'static str,
+    code: &'static str,
+    detail: Cow<'static, str>,
+    mode: Mode,
+    status: u16,
+}
+
+impl AccessRecord {
+    fn new(
+        route: &str,
+        parts: &http::request::Parts,
+        client_ip: IpAddr,
+        est: &Established,
+        request_id: &HeaderValue,
+        start: Instant,
+        mode: Mode,
+    ) -> Self {
+        AccessRecord {
+            start,
+            method: parts.method.clone(),
+            path: parts.uri.path().to_string(),
+            route: route.to_string(),
+            client_ip,
+            cert_sha256: est.identity.as_ref().map(|i| i.sha256_header.clone()),
+            key_id: est.key_id.clone(),
+            request_id: request_id.clone(),
+            verdict: "allowed",
+            code: "allowed",
+            detail: Cow::Borrowed(""),
+            mode,
+            status: 0,
+        }
+    }
+
+    /// Marks the record as a refusal (`verdict` says whether enforced or only reported).
+    fn deny(&mut self, d: &Denial, verdict: &'static str) {
+        self.verdict = verdict;
+        self.code = d.reject.code();
+        self.detail = d.detail.clone();
+        self.status = d.reject.status().as_u16();
+    }
+
+    fn emit(&self, bytes: u64, complete: bool) {
+        let hv = |v: &Option<HeaderValue>| {
+            v.as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string()
+        };
+        tracing::info!(
+            target: "countersign::access",
+            verdict = self.verdict,
+            code = self.code,
+            status = self.status,
+            route = %self.route,
+            method = %self.method,
+            path = %self.path,
+            client_ip = %self.client_ip,
+            cert_sha256 = %hv(&self.cert_sha256),
+            key_id = %hv(&self.key_id),
+            request_id = self.request_id.to_str().unwrap_or("-"),
+            mode = self.mode.as_str(),
+            bytes,
+            duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
+            complete,
+            detail = %self.detail,
+            "request"
+        );
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that counts its bytes and writes the access line when it ends.
+    pub struct Logged<B> {
+        #[pin]
+        inner: B,
+        record: Option<Box<AccessRecord>>,
+        bytes: u64,
+        expected: Option<u64>,
+    }
+
+    impl<B> PinnedDrop for Logged<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(r) = this.record.take() {
+                let complete = *this.expected == Some(*this.bytes);
+                r.emit(*this.bytes, complete);
+            }
+        }
+    }
+}
+
+impl<B: Body> Logged<B> {
+    /// Wraps a body; `record` is `None` when this request is not logged.
+    pub fn new(inner: B, record: Option<AccessRecord>) -> Self {
+        Logged {
+            expected: inner.size_hint().exact(),
+            inner,
+            record: record.map(Box::new),
+            bytes: 0,
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for Logged<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let mut inner = this.inner;
+        let r = inner.as_mut().poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    *this.bytes += d.len() as u64;
+                }
+                // hyper stops polling once the body says it has ended.
+                if inner.is_end_stream()
+                    && let Some(rec) = this.record.take()
+                {
+                    rec.emit(*this.bytes, true);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(rec) = this.record.take() {
+                    rec.emit(*this.bytes, true);
+                }
+            }
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

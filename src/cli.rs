@@ -1,0 +1,51 @@
+//! The command line: `run | check | quickstart | sign | verify | keygen | health | webhook`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging::LogFormat;
+use crate::quickstart::QuickstartArgs;
+
+/// countersign: mTLS, HTTP message signatures, IP allow-lists and bearer tokens, checked in a
+/// sidecar in front of a backend that cannot check them itself.
+#[derive(Debug, Parser)]
+#[command(name = "countersign", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar.
+    Run(RunArgs),
+    /// Validate a config and everything it names, without opening a port.
+    Check(CheckArgs),
+    /// A working local demo: dev certificates, a config, an echo backend and the sidecar.
+    Quickstart(QuickstartArgs),
+}
+
+/// `run` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The configuration file.
+    #[arg(short, long, env = "COUNTERSIGN_CONFIG")]
+    pub config: PathBuf,
+    /// Log format (default: json when stdout is not a terminal).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Worker threads (default: one per CPU).
+    #[arg(long, env = "COUNTERSIGN_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// `check` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// The configuration file.
+    #[arg(short, long)]
+    pub config: PathBuf,
+}

@@ -1,0 +1,141 @@
+//! Step 1: accept connections: the connection limit, the PROXY header, the TLS handshake under a
+//! deadline, the peer's identity; then hand the stream to `serve.rs`. Shutdown stops accepting and
+//! drains what is open.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, ConnInfo};
+use crate::config::ClientIpFrom;
+use crate::metrics;
+use crate::proxy_protocol;
+use crate::serve;
+use crate::tls::PeerIdentity;
+
+/// Accepts until `stop` is cancelled, then waits up to `drain` for open connections to finish.
+pub async fn accept_loop(
+    listener: TcpListener,
+    app: Arc<App>,
+    stop: CancellationToken,
+    drain: Duration,
+) {
+    let snap = app.state.load_full();
+    let limit = Arc::new(Semaphore::new(snap.config.limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            metrics::CONN.over_limit.increment(1);
+            tracing::warn!(%peer, "connection limit (limits.max_connections) reached; connection closed");
+            drop(tcp);
+            continue;
+        };
+        metrics::CONN.accepted.increment(1);
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            metrics::CONN.active.increment(1.0);
+            handle_connection(tcp, peer, app, watcher, stop).await;
+            metrics::CONN.active.decrement(1.0);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("stopped accepting; draining open connections");
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout_s = drain.as_secs(),
+            "connections still open after shutdown_timeout; closing them"
+        );
+    }
+}
+
+async fn handle_connection(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    app: Arc<App>,
+    watcher: hyper_util::server::graceful::Watcher,
+    stop: CancellationToken,
+) {
+    let snap = app.state.load_full();
+    let limits = &snap.config.limits;
+    let proxied = if snap.config.client_ip.from == ClientIpFrom::ProxyProtocol {
+        match tokio::time::timeout(
+            limits.handshake_timeout,
+            proxy_protocol::read_header(&mut tcp),
+        )
+        .await
+        {
+            Ok(Ok(src)) => src,
+            Ok(Err(e)) => {
+                metrics::CONN.proxy_protocol_invalid.increment(1);
+                tracing::info!(%peer, error = %e, "connection refused: client_ip.from is proxy_protocol");
+                return;
+            }
+            Err(_) => {
+                metrics::CONN.handshake_timeout.increment(1);
+                tracing::info!(%peer, "no PROXY protocol header within limits.handshake_timeout");
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let builder = serve::builder(limits);
+    let Some(acceptor) = snap.tls.as_ref().and_then(|t| t.acceptor.clone()) else {
+        let conn = Arc::new(ConnInfo::new(peer, proxied, None, false));
+        serve::serve(tcp, &builder, app, conn, watcher).await;
+        return;
+    };
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            metrics::CONN.handshake_failed.increment(1);
+            tracing::info!(target: "countersign::tls", %peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            metrics::CONN.handshake_timeout.increment(1);
+            tracing::info!(target: "countersign::tls", %peer, "TLS handshake not finished within limits.handshake_timeout");
+            return;
+        }
+    };
+    if stop.is_cancelled() {
+        return;
+    }
+    let identity = match tls.get_ref().1.peer_certificates() {
+        Some(chain) if !chain.is_empty() => match PeerIdentity::from_chain(chain) {
+            Ok(id) => Some(Arc::new(id)),
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "verified client certificate could not be read; connection closed");
+                return;
+            }
+        },
+        _ => None,
+    };
+    drop(snap);
+    let conn = Arc::new(ConnInfo::new(peer, proxied, identity, true));
+    serve::serve(tls, &builder, app, conn, watcher).await;
+}

@@ -1,0 +1,277 @@
+//! Step 8: forward to the backend over one pooled keep-alive client. Hop-by-hop headers out,
+//! spoofable identity headers out, countersign's identity headers in; bodies stream both ways.
+//! Last step: the response goes back through `app.rs` for logging.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::{Limits, Upstream};
+use crate::headers::{SPOOFABLE, is_countersign_owned};
+use crate::reject::Reject;
+
+/// The body sent upstream: streamed from the client, or buffered (when a digest was checked).
+pub type ReqBody = Either<Incoming, Full<Bytes>>;
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1 and the usual non-standard ones).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// True when the request asks to switch protocols (WebSocket) over HTTP/1.1.
+pub fn is_upgrade(version: Version, h: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && h.contains_key(header::UPGRADE)
+        && connection_tokens(h).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+/// Copies bytes both ways between an upgraded client connection and the backend's.
+pub async fn splice_upgraded(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+) {
+    let (client, backend) = match tokio::try_join!(client, backend) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut backend = hyper_util::rt::TokioIo::new(backend);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    }
+}
+
+fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes hop-by-hop headers and those named in `Connection`. With `upgrade`, keeps
+/// `Upgrade` and sets `Connection: upgrade`.
+pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    if h.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = connection_tokens(h)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for n in named {
+            if upgrade && n == header::UPGRADE {
+                continue;
+            }
+            h.remove(n);
+        }
+    }
+    for n in &HOP_BY_HOP {
+        if upgrade && *n == header::UPGRADE {
+            continue;
+        }
+        h.remove(n);
+    }
+    // TE is hop-by-hop, but `TE: trailers` must reach gRPC backends.
+    if let Some(te) = h.get(header::TE)
+        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
+    {
+        h.remove(header::TE);
+    }
+    if upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Removes every incoming header only countersign may set: `x-countersign-*`/`x_countersign_*`
+/// in any case, and the client-certificate headers.
+pub fn strip_spoofable(h: &mut HeaderMap) {
+    for n in &SPOOFABLE {
+        h.remove(n);
+    }
+    if h.keys().any(is_countersign_owned) {
+        let owned: Vec<HeaderName> = h
+            .keys()
+            .filter(|n| is_countersign_owned(n))
+            .cloned()
+            .collect();
+        for n in owned {
+            h.remove(n);
+        }
+    }
+}
+
+/// The pooled client to the one backend.
+#[derive(Clone)]
+pub struct Proxy {
+    client: Client<HttpConnector, ReqBody>,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    version: Version,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("authority", &self.authority)
+            .finish()
+    }
+}
+
+impl Proxy {
+    /// A client for `upstream` with the configured timeouts.
+    pub fn new(upstream: &Upstream, limits: &Limits) -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let mut b = Client::builder(TokioExecutor::new());
+        b.pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new());
+        if upstream.http2 {
+            b.http2_only(true);
+        }
+        let parts = upstream.uri.clone().into_parts();
+        Proxy {
+            client: b.build(connector),
+            scheme: parts.scheme.unwrap_or(http::uri::Scheme::HTTP),
+            authority: parts
+                .authority
+                .expect("validated upstream has an authority"),
+            version: if upstream.http2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            },
+            timeout: limits.upstream_timeout,
+        }
+    }
+
+    /// Points the request at the backend, keeping the path and query byte for byte.
+    pub fn retarget(&self, parts: &mut http::request::Parts) {
+        let mut u = http::uri::Parts::default();
+        u.scheme = Some(self.scheme.clone());
+        u.authority = Some(self.authority.clone());
+        u.path_and_query = parts.uri.path_and_query().cloned();
+        // An HTTP/2 request carries its host in :authority; the backend wants a Host header.
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(a) = parts.uri.authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+        if let Ok(uri) = Uri::from_parts(u) {
+            parts.uri = uri;
+        }
+        parts.version = self.version;
+    }
+
+    /// Sends the request; the response head must arrive within the upstream timeout.
+    pub async fn send(&self, req: Request<ReqBody>) -> Result<Response<Incoming>, Reject> {
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => {
+                let kind = if e.is_connect() {
+                    "connect"
+                } else {
+                    "protocol"
+                };
+                crate::metrics::upstream_error(kind);
+                tracing::warn!(target: "countersign::upstream", kind, error = %error_chain(&e), "backend request failed");
+                Err(Reject::UpstreamUnavailable)
+            }
+            Err(_) => {
+                crate::metrics::upstream_error("timeout");
+                tracing::warn!(target: "countersign::upstream", kind = "timeout", timeout_ms = self.timeout.as_millis() as u64, "backend did not answer in time");
+                Err(Reject::UpstreamTimeout)
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret, X-Countersign-Key-Id"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "gzip"),
+            ("transfer-encoding", "chunked"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn te_trailers_survives_and_upgrade_is_kept_for_upgrades() {
+        let mut h = map(&[
+            ("te", "trailers"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("te").unwrap(), "trailers");
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn spoofable_headers_are_removed_in_every_spelling() {
+        let mut h = map(&[
+            ("x-countersign-key-id", "forged"),
+            ("X_Countersign_Cert_Subject", "forged"),
+            ("x-forwarded-client-cert", "forged"),
+            ("client-cert", ":AAAA:"),
+            ("client-cert-chain", ":AAAA:"),
+            ("x-request-id", "keep"),
+        ]);
+        strip_spoofable(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-request-id"));
+    }
+}

@@ -1,0 +1,50 @@
+//! The hot state every request reads: built from a `Config` off the request path, published as one
+//! `Arc` and swapped atomically on reload, so a request sees one consistent snapshot from start to end.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::RouteMetrics;
+use crate::policy::ipset::IpSet;
+use crate::policy::routes::Routes;
+use crate::tls::{self, TlsState};
+
+/// Everything derived from one configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The configuration it was built from.
+    pub config: Arc<Config>,
+    /// TLS acceptor and client verifier.
+    pub tls: Option<TlsState>,
+    /// `ip_allow`.
+    pub ip_allow: IpSet,
+    /// `client_ip.trusted_proxies`.
+    pub trusted_proxies: IpSet,
+    /// The route table.
+    pub routes: Routes,
+    /// Counters for requests that match no route.
+    pub no_route: RouteMetrics,
+}
+
+impl Snapshot {
+    /// Loads every file the configuration names and builds the runtime state. Opens no socket.
+    pub fn build(config: Config) -> Result<Snapshot, ConfigError> {
+        let tls = match &config.tls {
+            Some(t) => Some(tls::build(t)?),
+            None => None,
+        };
+        Ok(Snapshot {
+            ip_allow: IpSet::new(&config.ip_allow),
+            trusted_proxies: IpSet::new(&config.client_ip.trusted_proxies),
+            routes: Routes::new(&config.routes),
+            no_route: RouteMetrics::new("-"),
+            tls,
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// The published snapshot.
+pub type Shared = Arc<ArcSwap<Snapshot>>;
