@@ -13,7 +13,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::config::{AccessLog, ClientIpFrom, Mode, Requirement};
@@ -282,45 +282,13 @@ fn resolve_client_ip(snap: &Snapshot, conn: &ConnInfo, h: &HeaderMap) -> Result<
 /// The request body: still streaming, or buffered because a verifier needed it.
 enum BodyState {
     Streaming(Incoming),
-    Buffered(Bytes),
 }
 
 impl BodyState {
     fn into_req_body(self) -> ReqBody {
         match self {
             BodyState::Streaming(b) => Either::Left(b),
-            BodyState::Buffered(b) => Either::Right(Full::new(b)),
         }
-    }
-}
-
-/// Reads the whole body (up to `max` bytes, within `timeout`) so it can be checked and then sent.
-#[allow(dead_code)]
-async fn buffer_body(
-    body: Incoming,
-    max: usize,
-    timeout: std::time::Duration,
-) -> Result<Bytes, Denial> {
-    let too_large = || {
-        Denial::new(
-            Reject::BodyTooLarge,
-            "body larger than limits.max_digest_body",
-        )
-    };
-    if body.size_hint().lower() > max as u64 {
-        return Err(too_large());
-    }
-    match tokio::time::timeout(timeout, http_body_util::Limited::new(body, max).collect()).await {
-        Err(_) => Err(Denial::new(
-            Reject::RequestTimeout,
-            "body not received within limits.body_timeout",
-        )),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(e)) => Err(Denial::new(
-            Reject::MalformedRequest,
-            format!("reading the body: {e}"),
-        )),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
     }
 }
 

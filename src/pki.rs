@@ -190,7 +190,7 @@ mod tests {
     fn issues_a_chain_rustls_accepts() {
         let ca = DevCa::new("test CA").unwrap();
         let leaf = ca.client("tyk-edge").unwrap();
-        let id = crate::tls::PeerIdentity::from_chain(&[leaf.der.clone()]).unwrap();
+        let id = crate::tls::PeerIdentity::from_chain(std::slice::from_ref(&leaf.der)).unwrap();
         assert_eq!(id.cn.as_deref(), Some("tyk-edge"));
         let crl = ca
             .crl(&[&leaf], OffsetDateTime::now_utc() + Duration::days(1))

@@ -1,1 +1,11 @@
+//! End-to-end tests: the real sidecar (in-process, or the binary as a child process where signals,
+//! exit codes or descriptor limits are involved), real TLS, real backends on 127.0.0.1.
 
+mod support;
+
+mod admin;
+mod client_ip;
+mod mtls;
+mod process;
+mod proxying;
+mod routing;

@@ -1,0 +1,305 @@
+//! The real binary as a child process: exit codes, `check`, SIGTERM drain, memory while streaming,
+//! the connection limit.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+use crate::support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_countersign");
+
+/// A running child sidecar and the addresses it logged.
+struct Child_ {
+    child: Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Drop for Child_ {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_child(pki: &Pki, yaml: &str) -> Child_ {
+    let path = pki.path().join("child.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&path)
+        .args(["--log-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if !sent && line.contains("countersign started") {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let _ = tx.send((
+                    v["listen"].as_str().unwrap().to_string(),
+                    v["admin"].as_str().unwrap().to_string(),
+                ));
+                sent = true;
+            }
+        }
+    });
+    let (l, a) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the child starts");
+    Child_ {
+        child,
+        addr: l.parse().unwrap(),
+        admin: a.parse().unwrap(),
+    }
+}
+
+fn base(up: SocketAddr, extra: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nupstream: http://{up}\nlog:\n  access: off\n{TLS_MTLS}{extra}routes:\n  - path: /\n    require: [mtls]\n"
+    )
+}
+
+fn child_client(pki: &Pki, c: &Child_) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(client_tls(pki, Some(&pki.client), &[b"http/1.1"]))
+        .resolve("localhost", c.addr)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn check(dir: &std::path::Path, yaml: &str) -> (i32, String, String) {
+    let path = dir.join("check.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let o = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[test]
+fn check_reports_every_problem_as_path_message() {
+    let pki = Pki::new();
+    let ok = base(
+        "127.0.0.1:8080".parse().unwrap(),
+        "ip_allow: [127.0.0.0/8]\n",
+    );
+    let (code, out, err) = check(pki.path(), &ok);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("valid") && out.contains("certificates:") && out.contains("server"),
+        "{out}"
+    );
+
+    let cases: &[(&str, &str)] = &[
+        (
+            "listen: 127.0.0.1:0\nupstream: http://127.0.0.1:1\nroutes:\n  - path: /\n    require: []\n    requires: [ip]\n",
+            "routes[0]: unknown field `requires`",
+        ),
+        (
+            "upstream: http://127.0.0.1:1\nip_allow: [10.0.0.0/33]\nroutes:\n  - path: /\n    require: [ip]\n",
+            "check.yaml: ip_allow[0]:",
+        ),
+        (
+            "upstream: http://127.0.0.1:1\nroutes:\n  - path: /\n    require: [ip]\n",
+            "ip_allow is empty",
+        ),
+        (
+            "upstream: http://192.0.2.10:80\nroutes:\n  - path: /\n    require: []\n",
+            "not a loopback address",
+        ),
+        (
+            "upstream: http://127.0.0.1:1\ntls:\n  cert: missing.crt\n  key: server.key\nroutes:\n  - path: /\n    require: []\n",
+            "missing.crt: file not found",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let (code, out, err) = check(pki.path(), yaml);
+        assert_eq!(code, 2, "{yaml}\n{out}{err}");
+        assert!(err.contains(want), "want `{want}` in:\n{err}");
+    }
+    // A key that does not match the certificate.
+    let other = pki.ca.client("someone").unwrap();
+    pki.write("other.key", &other.key_pem);
+    let (code, _, err) = check(
+        pki.path(),
+        "upstream: http://127.0.0.1:1\ntls:\n  cert: server.crt\n  key: other.key\nroutes:\n  - path: /\n    require: []\n",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("other.key: the private key does not match the certificate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_exits_2_on_an_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "upstream: nope\nroutes: []\n").unwrap();
+    let o = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.yaml: upstream"));
+}
+
+async fn slow_backend(delay: Duration) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req| async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(b"done"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    a
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits_0() {
+    let pki = Pki::new();
+    let up = slow_backend(Duration::from_millis(1500)).await;
+    let mut c = spawn_child(&pki, &base(up, "shutdown_timeout: 20s\n"));
+    let http = child_client(&pki, &c);
+    let url = format!("https://localhost:{}/slow", c.addr.port());
+    let mut inflight = Vec::new();
+    for _ in 0..20 {
+        let http = http.clone();
+        let url = url.clone();
+        inflight.push(tokio::spawn(async move {
+            http.get(url).send().await.map(|r| r.status().as_u16())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    unsafe {
+        libc::kill(c.child.id() as i32, libc::SIGTERM);
+    }
+    // Readiness turns 503 while draining.
+    let ready = format!("http://{}/readyz", c.admin);
+    let mut saw_503 = false;
+    for _ in 0..40 {
+        match plain_client().get(&ready).send().await {
+            Ok(r) if r.status() == 503 => {
+                saw_503 = true;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+    assert!(saw_503, "/readyz should say 503 while draining");
+    // New connections are refused.
+    assert!(
+        tokio::net::TcpStream::connect(c.addr).await.is_err(),
+        "the listener is closed during the drain"
+    );
+    for h in inflight {
+        assert_eq!(h.await.unwrap().expect("in-flight request completes"), 200);
+    }
+    let status = tokio::task::spawn_blocking(move || c.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_256_mib_upload_streams_in_constant_memory() {
+    let pki = Pki::new();
+    let be = echo().await;
+    let c = spawn_child(&pki, &base(be.addr, ""));
+    let http = child_client(&pki, &c);
+    let r = http
+        .post(format!("https://localhost:{}/upload", c.addr.port()))
+        .body(stream_body(256, Bytes::from(vec![0x5au8; 1 << 20])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["body_bytes"], 256u64 << 20);
+    let hwm = vm_hwm_kib(c.child.id());
+    assert!(hwm < 64 * 1024, "peak RSS {hwm} KiB: the body was buffered");
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_and_open_ones_still_served() {
+    let pki = Pki::new();
+    let be = echo().await;
+    let c = spawn_child(&pki, &base(be.addr, "limits:\n  max_connections: 3\n"));
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            tls_connect(&pki, c.addr, Some(&pki.client), b"")
+                .await
+                .unwrap(),
+        );
+    }
+    let over = raw_tls(
+        &pki,
+        c.addr,
+        Some(&pki.client),
+        b"",
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(over.is_err(), "a fourth connection must be refused");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = &mut held[0];
+    s.write_all(b"GET /still HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    assert_eq!(status_of(&String::from_utf8_lossy(&out)), 200);
+    let m = plain_client()
+        .get(format!("http://{}/metrics", c.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        sample(&m, "countersign_connections_total{result=\"over_limit\"}") >= 1.0,
+        "{m}"
+    );
+}

@@ -1,0 +1,349 @@
+//! Forwarding: header hygiene, request ids, bodies both ways, upgrades, backend failures.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+fn yaml(extra: &str) -> String {
+    format!(
+        "upstream: http://{{UP}}\n{TLS_MTLS}{extra}ip_allow: [127.0.0.0/8]\nroutes:\n  - path: /\n    require: [mtls, ip]\n"
+    )
+}
+
+#[tokio::test]
+async fn spoofable_headers_are_stripped_and_connection_cannot_remove_ours() {
+    let pki = Pki::new();
+    let be = echo().await;
+    let sc = Sidecar::start(&pki, be.addr, &yaml("")).await;
+    let raw = raw_tls(
+        &pki,
+        sc.addr,
+        Some(&pki.client),
+        b"",
+        b"GET /h HTTP/1.1\r\nHost: localhost\r\nX-Countersign-Key-Id: forged\r\nx_countersign_cert_subject: forged\r\nX-COUNTERSIGN-CLIENT-IP: 6.6.6.6\r\nX-Forwarded-Client-Cert: forged\r\nClient-Cert: :AAAA:\r\nClient-Cert-Chain: :AAAA:\r\nConnection: close, X-Countersign-Cert-Subject, X-Countersign-Client-Ip, x-hop\r\nx-hop: gone\r\nKeep-Alive: timeout=5\r\nX-Keep: kept\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    let v = json_of(&raw);
+    assert!(echoed(&v, "x-countersign-key-id").is_empty());
+    assert!(echoed(&v, "x_countersign_cert_subject").is_empty());
+    assert!(echoed(&v, "x-forwarded-client-cert").is_empty());
+    assert!(echoed(&v, "client-cert").is_empty());
+    assert!(echoed(&v, "client-cert-chain").is_empty());
+    assert!(echoed(&v, "x-hop").is_empty());
+    assert!(echoed(&v, "keep-alive").is_empty());
+    assert_eq!(echoed(&v, "x-countersign-cert-subject"), ["CN=tyk-edge"]);
+    assert_eq!(echoed(&v, "x-countersign-client-ip"), ["127.0.0.1"]);
+    assert_eq!(echoed(&v, "x-keep"), ["kept"]);
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn request_id_is_kept_or_made() {
+    let pki = Pki::new();
+    let be = echo().await;
+    let sc = Sidecar::start(&pki, be.addr, &yaml("")).await;
+    let c = client(&pki, &sc, Some(&pki.client));
+    let v: serde_json::Value = c
+        .get(sc.url("/"))
+        .header("X-Request-Id", "abc-123")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed(&v, "x-request-id"), ["abc-123"]);
+    let v: serde_json::Value = c
+        .get(sc.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let made = echoed(&v, "x-request-id");
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].len(), 32);
+    sc.stop().await;
+    // Refusals carry it too.
+    let sc = Sidecar::start(
+        &pki,
+        be.addr,
+        &yaml("ip_allow: [10.0.0.0/8]\n").replace("ip_allow: [127.0.0.0/8]\n", ""),
+    )
+    .await;
+    let r = client(&pki, &sc, Some(&pki.client))
+        .get(sc.url("/"))
+        .header("X-Request-Id", "r-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers().get("x-request-id").unwrap(), "r-9");
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_stream_both_ways() {
+    let pki = Pki::new();
+    let be = echo().await;
+    let sc = Sidecar::start(&pki, be.addr, &yaml("")).await;
+    let body: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    let want = hex::encode(ring::digest::digest(&ring::digest::SHA256, &body));
+    let c = client(&pki, &sc, Some(&pki.client));
+    let v: serde_json::Value = c
+        .post(sc.url("/upload"))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["body_bytes"], 5_000_000);
+    assert_eq!(v["body_sha256"], want);
+    // Chunked (unknown length) too.
+    let v: serde_json::Value = c
+        .post(sc.url("/chunked"))
+        .body(stream_body(64, Bytes::from(vec![7u8; 16384])))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["body_bytes"], 64 * 16384);
+    sc.stop().await;
+}
+
+/// A backend that answers after `delay`.
+async fn slow_backend(delay: Duration) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req| async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(b"slow"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    a
+}
+
+#[tokio::test]
+async fn backend_down_is_502_and_slow_is_504() {
+    let pki = Pki::new();
+    let dead = dead_addr().await;
+    let sc = Sidecar::start(&pki, dead, &yaml("")).await;
+    let r = client(&pki, &sc, Some(&pki.client))
+        .get(sc.url("/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "upstream_unavailable"
+    );
+    let m = sc.metrics().await;
+    assert!(
+        sample(&m, "countersign_upstream_errors_total{kind=\"connect\"}") >= 1.0,
+        "{m}"
+    );
+    sc.stop().await;
+
+    let slow = slow_backend(Duration::from_secs(3)).await;
+    let sc = Sidecar::start(&pki, slow, &yaml("limits:\n  upstream_timeout: 500ms\n")).await;
+    let r = client(&pki, &sc, Some(&pki.client))
+        .get(sc.url("/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "upstream_timeout"
+    );
+    sc.stop().await;
+
+    // The accepted twin: a slow backend inside the timeout answers.
+    let slowish = slow_backend(Duration::from_millis(100)).await;
+    let sc = Sidecar::start(&pki, slowish, &yaml("limits:\n  upstream_timeout: 5s\n")).await;
+    let r = client(&pki, &sc, Some(&pki.client))
+        .get(sc.url("/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "slow");
+    sc.stop().await;
+}
+
+/// A backend that switches protocols and then echoes bytes upper-cased.
+async fn upgrade_backend() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let svc = service_fn(
+                    |mut req: hyper::Request<hyper::body::Incoming>| async move {
+                        let ok = req
+                            .headers()
+                            .get("upgrade")
+                            .is_some_and(|v| v == "echo-proto")
+                            && req.headers().get("x-countersign-cert-subject").is_some();
+                        if !ok {
+                            return Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(400)
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            );
+                        }
+                        tokio::spawn(async move {
+                            let up = hyper::upgrade::on(&mut req).await.unwrap();
+                            let mut io = TokioIo::new(up);
+                            let mut buf = [0u8; 64];
+                            while let Ok(n) = io.read(&mut buf).await {
+                                if n == 0 {
+                                    break;
+                                }
+                                let _ = io.write_all(&buf[..n].to_ascii_uppercase()).await;
+                            }
+                        });
+                        Ok(hyper::Response::builder()
+                            .status(101)
+                            .header("connection", "upgrade")
+                            .header("upgrade", "echo-proto")
+                            .body(Full::new(Bytes::new()))
+                            .unwrap())
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    a
+}
+
+#[tokio::test]
+async fn upgrades_pass_after_verification() {
+    let pki = Pki::new();
+    let be = upgrade_backend().await;
+    let sc = Sidecar::start(&pki, be, &yaml("")).await;
+    let mut s = tls_connect(&pki, sc.addr, Some(&pki.client), b"")
+        .await
+        .unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.write_all(b"hello").await.unwrap();
+    let mut got = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got, b"HELLO");
+    sc.stop().await;
+
+    // The refused twin: without an allowed certificate the upgrade never reaches the backend.
+    let sc = Sidecar::start(&pki, be, &format!("upstream: http://{{UP}}\n{TLS_MTLS}  allow_clients:\n    - subject_cn: nobody\nroutes:\n  - path: /\n    require: [mtls]\n")).await;
+    let mut s = tls_connect(&pki, sc.addr, Some(&pki.client), b"")
+        .await
+        .unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let raw = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert_eq!(status_of(&raw), 403, "{raw}");
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_heads_get_431() {
+    let pki = Pki::new();
+    let be = echo().await;
+    let sc = Sidecar::start(&pki, be.addr, &yaml("limits:\n  max_header_bytes: 8192\n")).await;
+    let big = "a".repeat(20_000);
+    let raw = raw_tls(
+        &pki,
+        sc.addr,
+        Some(&pki.client),
+        b"",
+        format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status_of(&raw), 431, "{raw}");
+    let small = "a".repeat(2_000);
+    let raw = raw_tls(
+        &pki,
+        sc.addr,
+        Some(&pki.client),
+        b"",
+        format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {small}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status_of(&raw), 200);
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn slowloris_connections_are_closed_and_counted() {
+    let pki = Pki::new();
+    let be = echo().await;
+    let sc = Sidecar::start(
+        &pki,
+        be.addr,
+        &yaml("limits:\n  header_read_timeout: 500ms\n"),
+    )
+    .await;
+    let mut s = tls_connect(&pki, sc.addr, Some(&pki.client), b"")
+        .await
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(
+        r.is_ok(),
+        "the sidecar must close a connection whose head never completes"
+    );
+    eventually(5, || async {
+        sample(
+            &sc.metrics().await,
+            "countersign_connection_errors_total{kind=\"header_timeout\"}",
+        ) >= 1.0
+    })
+    .await;
+    sc.stop().await;
+}
