@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{AccessLog, ClientIpFrom, Mode, Requirement};
 use crate::headers;
@@ -42,6 +44,10 @@ pub struct ConnInfo {
     pub identity: Option<Arc<PeerIdentity>>,
     /// `https` or `http`.
     pub scheme: &'static str,
+    /// The snapshot generation the identity was last verified against.
+    pub verified_generation: AtomicU64,
+    /// Cancel to close the connection once in-flight requests are done.
+    pub close: CancellationToken,
 }
 
 impl ConnInfo {
@@ -49,8 +55,10 @@ impl ConnInfo {
     pub fn new(
         peer: SocketAddr,
         proxied: Option<SocketAddr>,
-        identity: Option<Arc<PeerIdentity>>,
         tls: bool,
+        identity: Option<Arc<PeerIdentity>>,
+        generation: u64,
+        close: CancellationToken,
     ) -> Self {
         let source = canonical(proxied.unwrap_or(peer).ip());
         ConnInfo {
@@ -59,6 +67,8 @@ impl ConnInfo {
             source_header: ip_header(source),
             identity,
             scheme: if tls { "https" } else { "http" },
+            verified_generation: AtomicU64::new(generation),
+            close,
         }
     }
 }
@@ -308,7 +318,12 @@ async fn check_route(
     for req in &route.require {
         let t = Instant::now();
         let r = match req {
-            Requirement::Mtls => check_mtls(snap, est.identity.as_deref()),
+            Requirement::Mtls => check_mtls(snap, est.identity.as_deref()).inspect_err(|_| {
+                // A certificate that fell out of allow_clients is not served again on this connection.
+                if conn.identity.is_some() {
+                    conn.close.cancel();
+                }
+            }),
             Requirement::Ip => {
                 if snap.ip_allow.contains(client_ip) {
                     Ok(())
@@ -371,8 +386,8 @@ fn client_identity(
     conn: &ConnInfo,
     h: &HeaderMap,
 ) -> Result<Option<Arc<PeerIdentity>>, Denial> {
-    if conn.identity.is_some() {
-        return Ok(conn.identity.clone());
+    if let Some(id) = &conn.identity {
+        return reverify(snap, conn, id).map(|()| Some(id.clone()));
     }
     let Some(name) = &snap.config.client_ip.client_cert_header else {
         return Ok(None);
@@ -398,6 +413,43 @@ fn client_identity(
     let id = PeerIdentity::from_chain(&chain)
         .map_err(|e| Denial::new(Reject::ClientCertDenied, format!("{name}: {e}")))?;
     Ok(Some(Arc::new(id)))
+}
+
+/// After a reload, checks a kept-alive connection's certificate against the new CA bundle and
+/// CRLs once; a certificate revoked since the handshake closes the connection.
+fn reverify(snap: &Snapshot, conn: &ConnInfo, id: &PeerIdentity) -> Result<(), Denial> {
+    if conn.verified_generation.load(Ordering::Acquire) == snap.generation {
+        return Ok(());
+    }
+    let verifier = snap.tls.as_ref().and_then(|t| t.client_verifier.as_ref());
+    let verdict = match verifier {
+        Some(v) => {
+            let mut chain = Vec::with_capacity(1 + id.intermediates.len());
+            chain.push(id.cert.clone());
+            chain.extend(id.intermediates.iter().cloned());
+            tls::verify_chain(v.as_ref(), &chain).map_err(|e| e.to_string())
+        }
+        None => {
+            Err("client certificates are no longer verified (tls.client_ca removed)".to_string())
+        }
+    };
+    match verdict {
+        Ok(()) => {
+            conn.verified_generation
+                .store(snap.generation, Ordering::Release);
+            Ok(())
+        }
+        Err(e) => {
+            conn.close.cancel();
+            Err(Denial::new(
+                Reject::ClientCertDenied,
+                format!(
+                    "certificate \"{}\" no longer verifies after a reload ({e}); connection closed",
+                    id.subject
+                ),
+            ))
+        }
+    }
 }
 
 /// Strips what the backend must not trust and adds what countersign established.

@@ -26,6 +26,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pki;
 pub mod quickstart;
+pub mod reload;
 pub mod server;
 pub mod signals;
 pub mod state;

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::app::{App, ConnInfo};
 use crate::config::ClientIpFrom;
@@ -25,9 +25,11 @@ pub async fn accept_loop(
     stop: CancellationToken,
     drain: Duration,
 ) {
-    let snap = app.state.load_full();
-    let limit = Arc::new(Semaphore::new(snap.config.limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let max = app.state.load().config.limits.max_connections;
+    let limit = Arc::new(Semaphore::new(max));
+    let tracker = TaskTracker::new();
+    // Cancelled when the drain begins; every connection's own close token is a child of it.
+    let drain_now = CancellationToken::new();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -50,21 +52,19 @@ pub async fn accept_loop(
         metrics::CONN.accepted.increment(1);
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
-        let watcher = graceful.watcher();
-        let stop = stop.clone();
-        tokio::spawn(async move {
+        let close = drain_now.child_token();
+        tracker.spawn(async move {
             metrics::CONN.active.increment(1.0);
-            handle_connection(tcp, peer, app, watcher, stop).await;
+            handle_connection(tcp, peer, app, close).await;
             metrics::CONN.active.decrement(1.0);
             drop(permit);
         });
     }
     drop(listener);
     tracing::info!("stopped accepting; draining open connections");
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    tracker.close();
+    drain_now.cancel();
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
         tracing::warn!(
             timeout_s = drain.as_secs(),
             "connections still open after shutdown_timeout; closing them"
@@ -76,8 +76,7 @@ async fn handle_connection(
     mut tcp: TcpStream,
     peer: SocketAddr,
     app: Arc<App>,
-    watcher: hyper_util::server::graceful::Watcher,
-    stop: CancellationToken,
+    close: CancellationToken,
 ) {
     let snap = app.state.load_full();
     let limits = &snap.config.limits;
@@ -105,8 +104,15 @@ async fn handle_connection(
     };
     let builder = serve::builder(limits);
     let Some(acceptor) = snap.tls.as_ref().and_then(|t| t.acceptor.clone()) else {
-        let conn = Arc::new(ConnInfo::new(peer, proxied, None, false));
-        serve::serve(tcp, &builder, app, conn, watcher).await;
+        let conn = Arc::new(ConnInfo::new(
+            peer,
+            proxied,
+            false,
+            None,
+            snap.generation,
+            close,
+        ));
+        serve::serve(tcp, &builder, app, conn).await;
         return;
     };
     let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
@@ -122,7 +128,7 @@ async fn handle_connection(
             return;
         }
     };
-    if stop.is_cancelled() {
+    if close.is_cancelled() {
         return;
     }
     let identity = match tls.get_ref().1.peer_certificates() {
@@ -135,7 +141,14 @@ async fn handle_connection(
         },
         _ => None,
     };
+    let conn = Arc::new(ConnInfo::new(
+        peer,
+        proxied,
+        true,
+        identity,
+        snap.generation,
+        close,
+    ));
     drop(snap);
-    let conn = Arc::new(ConnInfo::new(peer, proxied, identity, true));
-    serve::serve(tls, &builder, app, conn, watcher).await;
+    serve::serve(tls, &builder, app, conn).await;
 }

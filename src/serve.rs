@@ -6,7 +6,6 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::app::{App, ConnInfo};
@@ -32,22 +31,29 @@ pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Serves HTTP on `io` until the client leaves or shutdown drains the connection.
+/// Serves HTTP on `io` until the client leaves, or until `conn.close` is cancelled (shutdown, or
+/// the client's certificate was revoked): then in-flight requests finish and the connection closes.
 pub async fn serve<I>(
     io: I,
     builder: &auto::Builder<TokioExecutor>,
     app: Arc<App>,
     conn: Arc<ConnInfo>,
-    watcher: Watcher,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
+    let close = conn.close.clone();
     let svc = service_fn(move |req| app.clone().handle(req, conn.clone()));
-    let c = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), svc)
-        .into_owned();
-    if let Err(e) = watcher.watch(c).await {
+    let c = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(c);
+    let result = tokio::select! {
+        r = c.as_mut() => r,
+        _ = close.cancelled() => {
+            c.as_mut().graceful_shutdown();
+            c.await
+        }
+    };
+    if let Err(e) = result {
         classify(&*e, peer);
     }
 }

@@ -14,6 +14,7 @@ use crate::admin::{self, Readiness};
 use crate::app::App;
 use crate::config::{Config, ConfigError};
 use crate::proxy::Proxy;
+use crate::reload;
 use crate::state::{Shared, Snapshot};
 
 /// Why the sidecar could not start.
@@ -51,8 +52,9 @@ pub struct Running {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     crate::tls::install_default_provider();
     crate::metrics::init();
+    let watch = reload::Watch::new(&config);
     let snapshot = Snapshot::build(config)?;
-    publish_gauges(&snapshot);
+    reload::publish(&snapshot);
     let config = snapshot.config.clone();
     let state: Shared = Arc::new(ArcSwap::from_pointee(snapshot));
 
@@ -101,6 +103,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         accept_stop.clone(),
         config.shutdown_timeout,
     ));
+    tokio::spawn(watch.run(
+        state.clone(),
+        config.reload.poll_interval,
+        admin_stop.clone(),
+    ));
     readiness.started.store(true, Ordering::Release);
     tracing::info!(listen = %addr, admin = %admin_addr.map_or("off".to_string(), |a| a.to_string()), upstream = %config.upstream.uri, tls = config.tls.as_ref().is_some_and(|t| t.terminates()), "countersign started");
     Ok(Running {
@@ -115,45 +122,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })
 }
 
-fn publish_gauges(s: &Snapshot) {
-    if let Some(t) = &s.tls {
-        for e in &t.expiries {
-            crate::metrics::cert_expiry(&e.name, e.unix);
-        }
-    }
-}
-
 impl Running {
-    /// Rebuilds the state from the config file; on any error the last good state stays.
+    /// Rebuilds the state from the config file (SIGHUP); on any error the last good state stays.
     pub fn reload(&self) -> Result<(), ConfigError> {
-        let current = self.state.load_full();
-        let result = Config::load(&current.config.source).and_then(|c| {
-            if c.listen != current.config.listen
-                || c.admin != current.config.admin
-                || c.upstream.uri != current.config.upstream.uri
-            {
-                tracing::warn!(
-                    "listen, admin and upstream changes take effect only after a restart"
-                );
-            }
-            Snapshot::build(c)
-        });
-        match result {
-            Ok(s) => {
-                publish_gauges(&s);
-                self.state.store(Arc::new(s));
-                crate::metrics::reload("config", true);
-                tracing::info!(file = %current.config.source.display(), "configuration reloaded");
-                Ok(())
-            }
-            Err(e) => {
-                crate::metrics::reload("config", false);
-                for p in &e.problems {
-                    tracing::error!(problem = %p, "reload failed; keeping the last good configuration");
-                }
-                Err(e)
-            }
-        }
+        let mut whats: Vec<reload::What> = reload::watched_files(&self.state.load().config)
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect();
+        whats.sort_unstable();
+        whats.dedup();
+        reload::rebuild(&self.state, &whats)
     }
 
     /// Begins shutdown: `/readyz` turns 503, accepting stops, open connections drain.

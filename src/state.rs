@@ -2,6 +2,7 @@
 //! `Arc` and swapped atomically on reload, so a request sees one consistent snapshot from start to end.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -26,7 +27,11 @@ pub struct Snapshot {
     pub routes: Routes,
     /// Counters for requests that match no route.
     pub no_route: RouteMetrics,
+    /// Unique per snapshot: connections re-check their certificate once when it changes.
+    pub generation: u64,
 }
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl Snapshot {
     /// Loads every file the configuration names and builds the runtime state. Opens no socket.
@@ -40,6 +45,7 @@ impl Snapshot {
             trusted_proxies: IpSet::new(&config.client_ip.trusted_proxies),
             routes: Routes::new(&config.routes),
             no_route: RouteMetrics::new("-"),
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             tls,
             config: Arc::new(config),
         })

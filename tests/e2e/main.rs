@@ -8,4 +8,5 @@ mod client_ip;
 mod mtls;
 mod process;
 mod proxying;
+mod rotation;
 mod routing;
