@@ -146,6 +146,7 @@ pub struct RawIntrospection {
     pub client_secret_env: Option<String>,
     pub client_secret_file: Option<String>,
     pub cache_size: Option<usize>,
+    pub cache_ttl: Option<String>,
 }
 
 /// `api_key:`
