@@ -115,6 +115,12 @@ impl Jwks {
         self.current.load_full()
     }
 
+    /// The fetch generation, read before [`Jwks::current`] so a later [`Jwks::refetch`] can tell
+    /// whether a fetch finished in between.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Why the last fetch or reload failed, if it did.
     pub fn last_error(&self) -> Option<Arc<str>> {
         self.last_error.lock().ok().and_then(|e| e.clone())
@@ -159,13 +165,13 @@ impl Jwks {
         }
     }
 
-    /// An on-demand fetch, at most once per `min_refetch`; callers that queued behind a fetch
-    /// use its result instead of starting another.
-    pub async fn refetch(&self, trigger: Trigger) {
+    /// An on-demand fetch, at most once per `min_refetch`. `seen` is the [`Jwks::generation`]
+    /// the caller's key set came from: when a fetch finished since (or while queueing for the
+    /// lock), the caller uses its result instead of starting another.
+    pub async fn refetch(&self, trigger: Trigger, seen: u64) {
         if self.fetcher.is_none() {
             return;
         }
-        let seen = self.generation.load(Ordering::Acquire);
         let mut state = self.state.lock().await;
         if self.generation.load(Ordering::Acquire) != seen {
             return;

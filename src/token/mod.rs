@@ -217,10 +217,11 @@ impl JwtVerifier {
     }
 
     async fn verify_jws(&self, jwks: &Jwks, jws: &Jws<'_>, now: i64) -> Result<Claims, Denial> {
+        let seen = jwks.generation();
         let mut set = match jwks.current() {
             Some(s) => s,
             None => {
-                jwks.refetch(Trigger::Cold).await;
+                jwks.refetch(Trigger::Cold, seen).await;
                 jwks.current().ok_or_else(|| {
                     let why = jwks.last_error();
                     Denial::new(
@@ -235,7 +236,7 @@ impl JwtVerifier {
         };
         let kid = jws.kid.as_deref();
         if matches!(set.lookup(kid, jws.alg), Lookup::UnknownKid) {
-            jwks.refetch(Trigger::UnknownKid).await;
+            jwks.refetch(Trigger::UnknownKid, seen).await;
             if let Some(s) = jwks.current() {
                 set = s;
             }

@@ -89,9 +89,10 @@ def main():
 
     rsa_key = load_or_make(keys_dir, "rsa-2048.pem")
     refuse.append({
-        "why": "expired (exp before the pinned time)",
+        "why": "expired an hour before the pinned time",
         "expect": "expired",
-        "token": jwt.encode(claims(exp=IAT + 50), rsa_key, algorithm="RS256",
+        "token": jwt.encode(claims(iat=IAT - 7200, nbf=IAT - 7200, exp=IAT - 3600), rsa_key,
+                            algorithm="RS256",
                             headers={"kid": "pyjwt-rs256"}),
     })
     refuse.append({
