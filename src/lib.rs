@@ -6,6 +6,6 @@
 pub mod config;
 pub mod headers;
 pub mod policy;
-pub mod token;
 pub mod reject;
 pub mod sys;
+pub mod token;

@@ -81,7 +81,11 @@ fn is_b64token_char(b: u8) -> bool {
 /// Removes the bearer credential (every `Authorization: Bearer` value) and keeps any other
 /// `Authorization` value, for `jwt.forward_token: false`.
 pub fn strip(headers: &mut HeaderMap) {
-    if !headers.get_all(AUTHORIZATION).iter().any(|v| bearer_rest(v).is_some()) {
+    if !headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .any(|v| bearer_rest(v).is_some())
+    {
         return;
     }
     let kept: Vec<HeaderValue> = headers
@@ -110,7 +114,11 @@ mod tests {
 
     #[test]
     fn scheme_is_case_insensitive_and_token_is_exact() {
-        for v in ["Bearer abc.def-_~+/==", "bearer abc.def-_~+/==", "BEARER   abc.def-_~+/=="] {
+        for v in [
+            "Bearer abc.def-_~+/==",
+            "bearer abc.def-_~+/==",
+            "BEARER   abc.def-_~+/==",
+        ] {
             assert_eq!(extract(&map(&[v])), Ok(Some("abc.def-_~+/==")), "{v}");
         }
     }
@@ -119,7 +127,10 @@ mod tests {
     fn absent_or_other_schemes_are_no_token() {
         assert_eq!(extract(&HeaderMap::new()), Ok(None));
         assert_eq!(extract(&map(&["Basic dXNlcjpwYXNz"])), Ok(None));
-        assert_eq!(extract(&map(&["Signature keyId=\"k\",signature=\"x\""])), Ok(None));
+        assert_eq!(
+            extract(&map(&["Signature keyId=\"k\",signature=\"x\""])),
+            Ok(None)
+        );
         assert_eq!(extract(&map(&["Bearerabc"])), Ok(None));
     }
 
@@ -133,7 +144,10 @@ mod tests {
     fn unusable_credentials() {
         assert_eq!(extract(&map(&["Bearer"])), Err(BearerError::Empty));
         assert_eq!(extract(&map(&["Bearer   "])), Err(BearerError::Empty));
-        assert_eq!(extract(&map(&["Bearer a", "Bearer b"])), Err(BearerError::Several));
+        assert_eq!(
+            extract(&map(&["Bearer a", "Bearer b"])),
+            Err(BearerError::Several)
+        );
         assert_eq!(extract(&map(&["Bearer a b"])), Err(BearerError::Syntax));
         assert_eq!(extract(&map(&["Bearer a=b"])), Err(BearerError::Syntax));
         assert_eq!(extract(&map(&["Bearer ==="])), Err(BearerError::Syntax));
@@ -143,7 +157,10 @@ mod tests {
         let max = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN));
         assert!(extract(&map(&[&max])).unwrap().is_some());
         let mut h = HeaderMap::new();
-        h.append(AUTHORIZATION, HeaderValue::from_bytes(b"Bearer \xc3\xa9").unwrap());
+        h.append(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xc3\xa9").unwrap(),
+        );
         assert_eq!(extract(&h), Err(BearerError::Syntax));
     }
 

@@ -163,7 +163,11 @@ pub(crate) fn check(
     if let Some(iat) = iat
         && iat > now.saturating_add(leeway)
     {
-        return Err(format!("issued in the future: iat {iat} is {}s after now", iat - now).into());
+        return Err(format!(
+            "issued in the future: iat {iat} is {}s after now",
+            iat - now
+        )
+        .into());
     }
     if let (Some(max), Some(exp)) = (policy.max_lifetime, exp) {
         let lifetime = exp.saturating_sub(iat.unwrap_or(now));
@@ -309,38 +313,201 @@ mod tests {
     #[test]
     fn issuer_and_audience() {
         let p = policy();
-        assert!(err(&p, with(|m| { m.insert("iss".into(), "https://idp.example".into()); })).contains("iss"));
-        assert!(err(&p, with(|m| { m.remove("iss"); })).contains("iss is missing"));
-        assert!(err(&p, with(|m| { m.insert("aud".into(), "other".into()); })).contains("aud does not contain"));
-        assert!(err(&p, with(|m| { m.insert("aud".into(), serde_json::json!(["a", "b"])); })).contains("aud"));
-        assert!(err(&p, with(|m| { m.remove("aud"); })).contains("aud is missing"));
-        assert!(run(&p, with(|m| { m.insert("aud".into(), serde_json::json!(["a", "orders-api"])); })).is_ok());
-        assert!(err(&p, with(|m| { m.insert("aud".into(), serde_json::json!(7)); })).contains("wrong type"));
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.insert("iss".into(), "https://idp.example".into());
+                })
+            )
+            .contains("iss")
+        );
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.remove("iss");
+                })
+            )
+            .contains("iss is missing")
+        );
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.insert("aud".into(), "other".into());
+                })
+            )
+            .contains("aud does not contain")
+        );
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.insert("aud".into(), serde_json::json!(["a", "b"]));
+                })
+            )
+            .contains("aud")
+        );
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.remove("aud");
+                })
+            )
+            .contains("aud is missing")
+        );
+        assert!(
+            run(
+                &p,
+                with(|m| {
+                    m.insert("aud".into(), serde_json::json!(["a", "orders-api"]));
+                })
+            )
+            .is_ok()
+        );
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.insert("aud".into(), serde_json::json!(7));
+                })
+            )
+            .contains("wrong type")
+        );
     }
 
     #[test]
     fn times_with_leeway() {
         let p = policy();
-        assert!(err(&p, with(|m| { m.remove("exp"); })).contains("exp is missing"));
-        assert!(err(&p, with(|m| { m.insert("exp".into(), (NOW - 60).into()); })).contains("expired"));
-        assert!(run(&p, with(|m| { m.insert("exp".into(), (NOW - 59).into()); })).is_ok());
-        assert!(run(&p, with(|m| { m.insert("exp".into(), serde_json::json!(NOW as f64 + 0.5)); })).is_ok());
-        assert!(err(&p, with(|m| { m.insert("exp".into(), "2030".into()); })).contains("wrong type"));
-        assert!(err(&p, with(|m| { m.insert("nbf".into(), (NOW + 61).into()); })).contains("not yet valid"));
-        assert!(run(&p, with(|m| { m.insert("nbf".into(), (NOW + 60).into()); })).is_ok());
-        assert!(err(&p, with(|m| { m.insert("iat".into(), (NOW + 61).into()); })).contains("issued in the future"));
-        assert!(run(&p, with(|m| { m.insert("iat".into(), (NOW + 60).into()); })).is_ok());
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.remove("exp");
+                })
+            )
+            .contains("exp is missing")
+        );
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.insert("exp".into(), (NOW - 60).into());
+                })
+            )
+            .contains("expired")
+        );
+        assert!(
+            run(
+                &p,
+                with(|m| {
+                    m.insert("exp".into(), (NOW - 59).into());
+                })
+            )
+            .is_ok()
+        );
+        assert!(
+            run(
+                &p,
+                with(|m| {
+                    m.insert("exp".into(), serde_json::json!(NOW as f64 + 0.5));
+                })
+            )
+            .is_ok()
+        );
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.insert("exp".into(), "2030".into());
+                })
+            )
+            .contains("wrong type")
+        );
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.insert("nbf".into(), (NOW + 61).into());
+                })
+            )
+            .contains("not yet valid")
+        );
+        assert!(
+            run(
+                &p,
+                with(|m| {
+                    m.insert("nbf".into(), (NOW + 60).into());
+                })
+            )
+            .is_ok()
+        );
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.insert("iat".into(), (NOW + 61).into());
+                })
+            )
+            .contains("issued in the future")
+        );
+        assert!(
+            run(
+                &p,
+                with(|m| {
+                    m.insert("iat".into(), (NOW + 60).into());
+                })
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn max_lifetime() {
         let mut p = policy();
         p.max_lifetime = Some(300);
-        assert!(run(&p, with(|m| { m.insert("iat".into(), NOW.into()); m.insert("exp".into(), (NOW + 300).into()); })).is_ok());
-        assert!(err(&p, with(|m| { m.insert("iat".into(), NOW.into()); m.insert("exp".into(), (NOW + 301).into()); })).contains("max_lifetime"));
+        assert!(
+            run(
+                &p,
+                with(|m| {
+                    m.insert("iat".into(), NOW.into());
+                    m.insert("exp".into(), (NOW + 300).into());
+                })
+            )
+            .is_ok()
+        );
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.insert("iat".into(), NOW.into());
+                    m.insert("exp".into(), (NOW + 301).into());
+                })
+            )
+            .contains("max_lifetime")
+        );
         // Without iat, the remaining lifetime counts.
-        assert!(err(&p, with(|m| { m.remove("iat"); m.insert("exp".into(), (NOW + 3600).into()); })).contains("max_lifetime"));
-        assert!(run(&p, with(|m| { m.remove("iat"); })).is_ok());
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.remove("iat");
+                    m.insert("exp".into(), (NOW + 3600).into());
+                })
+            )
+            .contains("max_lifetime")
+        );
+        assert!(
+            run(
+                &p,
+                with(|m| {
+                    m.remove("iat");
+                })
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -348,20 +515,73 @@ mod tests {
         let mut p = policy();
         p.allowed_clients = vec!["tyk".into(), "batch".into()];
         assert!(run(&p, good()).is_ok());
-        assert!(run(&p, with(|m| { m.remove("client_id"); m.insert("azp".into(), "batch".into()); })).is_ok());
-        assert!(err(&p, with(|m| { m.insert("client_id".into(), "mallory".into()); })).contains("client_id is not in"));
-        assert!(err(&p, with(|m| { m.insert("azp".into(), "mallory".into()); })).contains("azp is not in"));
-        assert!(err(&p, with(|m| { m.remove("client_id"); })).contains("no azp or client_id"));
+        assert!(
+            run(
+                &p,
+                with(|m| {
+                    m.remove("client_id");
+                    m.insert("azp".into(), "batch".into());
+                })
+            )
+            .is_ok()
+        );
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.insert("client_id".into(), "mallory".into());
+                })
+            )
+            .contains("client_id is not in")
+        );
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.insert("azp".into(), "mallory".into());
+                })
+            )
+            .contains("azp is not in")
+        );
+        assert!(
+            err(
+                &p,
+                with(|m| {
+                    m.remove("client_id");
+                })
+            )
+            .contains("no azp or client_id")
+        );
     }
 
     #[test]
     fn scp_array_or_string() {
         let p = policy();
-        let c = run(&p, with(|m| { m.remove("scope"); m.insert("scp".into(), serde_json::json!(["a", "b"])); })).unwrap();
+        let c = run(
+            &p,
+            with(|m| {
+                m.remove("scope");
+                m.insert("scp".into(), serde_json::json!(["a", "b"]));
+            }),
+        )
+        .unwrap();
         assert_eq!(c.scopes, ["a", "b"]);
-        let c = run(&p, with(|m| { m.remove("scope"); m.insert("scp".into(), "a b".into()); })).unwrap();
+        let c = run(
+            &p,
+            with(|m| {
+                m.remove("scope");
+                m.insert("scp".into(), "a b".into());
+            }),
+        )
+        .unwrap();
         assert_eq!(c.scopes, ["a", "b"]);
-        let c = run(&p, with(|m| { m.remove("scope"); })).unwrap();
+        let c = run(
+            &p,
+            with(|m| {
+                m.remove("scope");
+            }),
+        )
+        .unwrap();
         assert!(c.scopes.is_empty() && !c.has_scopes(&["a".into()]));
     }
 
@@ -377,13 +597,16 @@ mod tests {
             ("absent".into(), h("x-absent")),
             ("bad".into(), h("x-bad")),
         ];
-        let c = run(&p, with(|m| {
-            m.insert("tenant".into(), "acme".into());
-            m.insert("roles".into(), serde_json::json!(["r1", "r2"]));
-            m.insert("n".into(), 5.into());
-            m.insert("nested".into(), serde_json::json!({"a": 1}));
-            m.insert("bad".into(), "line\r\nbreak".into());
-        }))
+        let c = run(
+            &p,
+            with(|m| {
+                m.insert("tenant".into(), "acme".into());
+                m.insert("roles".into(), serde_json::json!(["r1", "r2"]));
+                m.insert("n".into(), 5.into());
+                m.insert("nested".into(), serde_json::json!({"a": 1}));
+                m.insert("bad".into(), "line\r\nbreak".into());
+            }),
+        )
         .unwrap();
         let got: Vec<(String, String)> = c
             .forward

@@ -69,7 +69,12 @@ impl Introspector {
     }
 
     /// Asks the endpoint about `token` (or the cache), then checks the answer's claims at `now`.
-    pub async fn introspect(&self, token: &str, policy: &Policy, now: i64) -> Result<Claims, Denial> {
+    pub async fn introspect(
+        &self,
+        token: &str,
+        policy: &Policy,
+        now: i64,
+    ) -> Result<Claims, Denial> {
         let key: [u8; 32] = digest::digest(&digest::SHA256, token.as_bytes())
             .as_ref()
             .try_into()
@@ -77,13 +82,22 @@ impl Introspector {
         if let Some(verdict) = self.cached(&key, now) {
             metrics::counter!(INTROSPECTION_TOTAL, "result" => "cached").increment(1);
             return verdict.map_err(|d| {
-                Denial::new(Reject::TokenInvalid, format!("{d} (cached introspection result)"))
+                Denial::new(
+                    Reject::TokenInvalid,
+                    format!("{d} (cached introspection result)"),
+                )
             });
         }
         let form = format!("token={}&token_type_hint=access_token", form_encode(token));
         let body = match self
             .fetcher
-            .post_form(&self.url, &self.client_id, &self.client_secret, form, MAX_RESPONSE_BYTES)
+            .post_form(
+                &self.url,
+                &self.client_id,
+                &self.client_secret,
+                form,
+                MAX_RESPONSE_BYTES,
+            )
             .await
         {
             Ok(b) => b,
@@ -100,7 +114,10 @@ impl Introspector {
                 metrics::counter!(INTROSPECTION_TOTAL, "result" => "error").increment(1);
                 return Err(Denial::new(
                     Reject::JwksUnavailable,
-                    format!("introspection endpoint {}: not an RFC 7662 answer: {e}", self.url),
+                    format!(
+                        "introspection endpoint {}: not an RFC 7662 answer: {e}",
+                        self.url
+                    ),
                 ));
             }
             Ok(raw) if raw.active != Some(true) => (

@@ -153,7 +153,10 @@ impl KeySet {
                 });
             match parsed {
                 Ok((Some(kid), key)) => {
-                    set.by_kid.entry(kid.into_boxed_str()).or_default().push(key);
+                    set.by_kid
+                        .entry(kid.into_boxed_str())
+                        .or_default()
+                        .push(key);
                     set.len += 1;
                 }
                 Ok((None, key)) => {
@@ -221,9 +224,15 @@ fn parse_key(jwk: RawJwk) -> Result<VerifyingKey, String> {
     {
         return Err(format!("kid longer than {MAX_KID_LEN} bytes"));
     }
-    let name = jwk.kid.as_deref().map(|k| format!(" ({k:?})")).unwrap_or_default();
+    let name = jwk
+        .kid
+        .as_deref()
+        .map(|k| format!(" ({k:?})"))
+        .unwrap_or_default();
     if jwk.d.is_some() {
-        return Err(format!("holds private key material{name}; never published, skipped"));
+        return Err(format!(
+            "holds private key material{name}; never published, skipped"
+        ));
     }
     if let Some(u) = &jwk.use_
         && u != "sig"
@@ -254,12 +263,19 @@ fn parse_key(jwk: RawJwk) -> Result<VerifyingKey, String> {
         ("EC" | "OKP", crv) => {
             return Err(format!("{kty} curve {crv:?} is not supported{name}"));
         }
-        (other, _) => return Err(format!("kty {other:?} is not a supported public key type{name}")),
+        (other, _) => {
+            return Err(format!(
+                "kty {other:?} is not a supported public key type{name}"
+            ));
+        }
     };
     if let Some(a) = alg
         && a.key_kind() != kind
     {
-        return Err(format!("alg {} does not fit the key type{name}", a.as_str()));
+        return Err(format!(
+            "alg {} does not fit the key type{name}",
+            a.as_str()
+        ));
     }
     Ok(VerifyingKey {
         kind,
@@ -290,14 +306,16 @@ fn rsa_material(jwk: &RawJwk) -> Result<Material, String> {
         None => 0,
     };
     if !(2048..=8192).contains(&bits) {
-        return Err(format!("RSA modulus is {bits} bits (2048 to 8192 accepted)"));
+        return Err(format!(
+            "RSA modulus is {bits} bits (2048 to 8192 accepted)"
+        ));
     }
     if n.last().is_some_and(|b| b & 1 == 0) {
         return Err("RSA modulus is even".to_string());
     }
     // ring accepts odd exponents from 3 up to 2^33 - 1.
     let e_value = e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-    if e.len() > 5 || e_value < 3 || e_value >= 1 << 33 || e_value & 1 == 0 {
+    if e.len() > 5 || !(3..1 << 33).contains(&e_value) || e_value & 1 == 0 {
         return Err("RSA exponent is not an odd number from 3 to 2^33-1".to_string());
     }
     Ok(Material::Rsa {
@@ -314,7 +332,9 @@ fn ec_material(
     let x = b64(&jwk.x, "x")?;
     let y = b64(&jwk.y, "y")?;
     if x.len() != coordinate_len || y.len() != coordinate_len {
-        return Err(format!("EC coordinates must be {coordinate_len} bytes each"));
+        return Err(format!(
+            "EC coordinates must be {coordinate_len} bytes each"
+        ));
     }
     let mut point = Vec::with_capacity(1 + 2 * coordinate_len);
     point.push(4);
@@ -324,8 +344,12 @@ fn ec_material(
     let rng = rand::SystemRandom::new();
     let ours = agreement::EphemeralPrivateKey::generate(curve, &rng)
         .map_err(|_| "cannot check the EC point".to_string())?;
-    agreement::agree_ephemeral(ours, &agreement::UnparsedPublicKey::new(curve, &point), |_| ())
-        .map_err(|_| "EC point is not on the curve".to_string())?;
+    agreement::agree_ephemeral(
+        ours,
+        &agreement::UnparsedPublicKey::new(curve, &point),
+        |_| (),
+    )
+    .map_err(|_| "EC point is not on the curve".to_string())?;
     Ok(Material::Point(point.into_boxed_slice()))
 }
 
@@ -359,22 +383,48 @@ mod tests {
         let (set, skipped) = parse(&json).unwrap();
         assert_eq!(set.len(), 2);
         assert_eq!(skipped.len(), 7, "{skipped:?}");
-        assert!(matches!(set.lookup(Some("r"), Alg::Ps256), Lookup::Found(_)));
-        assert!(matches!(set.lookup(Some("e"), Alg::Es256), Lookup::Found(_)));
-        assert!(matches!(set.lookup(Some("e"), Alg::Es384), Lookup::NoMatch(_)));
-        assert!(matches!(set.lookup(Some("r"), Alg::Es256), Lookup::NoMatch(_)));
-        assert!(matches!(set.lookup(Some("h"), Alg::Rs256), Lookup::UnknownKid));
+        assert!(matches!(
+            set.lookup(Some("r"), Alg::Ps256),
+            Lookup::Found(_)
+        ));
+        assert!(matches!(
+            set.lookup(Some("e"), Alg::Es256),
+            Lookup::Found(_)
+        ));
+        assert!(matches!(
+            set.lookup(Some("e"), Alg::Es384),
+            Lookup::NoMatch(_)
+        ));
+        assert!(matches!(
+            set.lookup(Some("r"), Alg::Es256),
+            Lookup::NoMatch(_)
+        ));
+        assert!(matches!(
+            set.lookup(Some("h"), Alg::Rs256),
+            Lookup::UnknownKid
+        ));
         assert!(matches!(set.lookup(None, Alg::Rs256), Lookup::Found(_)));
         assert!(matches!(set.lookup(None, Alg::EdDsa), Lookup::NoMatch(_)));
     }
 
     #[test]
     fn jwk_alg_pins_the_algorithm() {
-        let json = format!(r#"{{"keys":[{{"kty":"RSA","kid":"r","alg":"RS256","n":"{RSA_N}","e":"AQAB"}}]}}"#);
+        let json = format!(
+            r#"{{"keys":[{{"kty":"RSA","kid":"r","alg":"RS256","n":"{RSA_N}","e":"AQAB"}}]}}"#
+        );
         let (set, _) = parse(&json).unwrap();
-        assert!(matches!(set.lookup(Some("r"), Alg::Rs256), Lookup::Found(_)));
-        assert!(matches!(set.lookup(Some("r"), Alg::Ps256), Lookup::NoMatch(_)));
-        assert!(matches!(set.lookup(Some("r"), Alg::Rs512), Lookup::NoMatch(_)));
+        assert!(matches!(
+            set.lookup(Some("r"), Alg::Rs256),
+            Lookup::Found(_)
+        ));
+        assert!(matches!(
+            set.lookup(Some("r"), Alg::Ps256),
+            Lookup::NoMatch(_)
+        ));
+        assert!(matches!(
+            set.lookup(Some("r"), Alg::Rs512),
+            Lookup::NoMatch(_)
+        ));
     }
 
     #[test]
@@ -389,7 +439,10 @@ mod tests {
     #[test]
     fn bad_documents_and_bad_keys() {
         assert!(matches!(parse("[]"), Err(JwksError::Json(_))));
-        assert!(matches!(parse("{\"keys\":[]}"), Err(JwksError::NoUsableKey(_))));
+        assert!(matches!(
+            parse("{\"keys\":[]}"),
+            Err(JwksError::NoUsableKey(_))
+        ));
         let off_curve = format!(
             r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{P256_X}","y":"{}"}}]}}"#,
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE"
@@ -411,7 +464,11 @@ mod tests {
     #[test]
     fn padded_members_and_leading_zeros_are_tolerated() {
         let n = general_purpose::URL_SAFE.encode(
-            [&[0u8][..], &general_purpose::URL_SAFE_NO_PAD.decode(RSA_N).unwrap()].concat(),
+            [
+                &[0u8][..],
+                &general_purpose::URL_SAFE_NO_PAD.decode(RSA_N).unwrap(),
+            ]
+            .concat(),
         );
         let json = format!(r#"{{"keys":[{{"kty":"RSA","kid":"r","n":"{n}","e":"AQAB"}}]}}"#);
         assert_eq!(parse(&json).unwrap().0.len(), 1);

@@ -280,16 +280,14 @@ async fn discover(fetcher: &Fetcher, issuer: &str) -> Result<String, String> {
         .get(&url, MAX_DISCOVERY_BYTES)
         .await
         .map_err(|e| format!("GET {url}: {e}"))?;
-    let doc: Discovery =
-        serde_json::from_slice(&body).map_err(|e| format!("{url}: not a discovery document: {e}"))?;
+    let doc: Discovery = serde_json::from_slice(&body)
+        .map_err(|e| format!("{url}: not a discovery document: {e}"))?;
     if doc.issuer.as_deref() != Some(issuer) {
         return Err(format!(
             "{url}: the document's issuer is not the configured issuer {issuer:?}"
         ));
     }
-    let jwks_uri = doc
-        .jwks_uri
-        .ok_or_else(|| format!("{url}: no jwks_uri"))?;
+    let jwks_uri = doc.jwks_uri.ok_or_else(|| format!("{url}: no jwks_uri"))?;
     if !url_allowed(&jwks_uri) {
         return Err(format!(
             "{url}: jwks_uri {jwks_uri:?} is neither https nor loopback http"

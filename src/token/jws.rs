@@ -88,16 +88,16 @@ impl<'t> Jws<'t> {
                 "crit names extensions countersign does not understand",
             )));
         }
-        let alg_name = raw
-            .alg
-            .ok_or(JwsError::Header(Cow::Borrowed("no alg")))?;
+        let alg_name = raw.alg.ok_or(JwsError::Header(Cow::Borrowed("no alg")))?;
         let alg = match Alg::parse(&alg_name) {
             Some(a) if allowed.contains(a) => a,
             _ => return Err(JwsError::AlgNotAccepted(truncated(&alg_name))),
         };
         let kid = match raw.kid {
             Some(k) if k.len() > MAX_KID_LEN => {
-                return Err(JwsError::Header(Cow::Borrowed("kid is longer than 256 bytes")));
+                return Err(JwsError::Header(Cow::Borrowed(
+                    "kid is longer than 256 bytes",
+                )));
             }
             Some(k) => Some(k.into_owned()),
             None => None,
@@ -213,7 +213,10 @@ mod tests {
 
     #[test]
     fn allow_list_is_enforced() {
-        let v = vectors().into_iter().find(|v| v.name.contains("RFC 7515 A.2")).unwrap();
+        let v = vectors()
+            .into_iter()
+            .find(|v| v.name.contains("RFC 7515 A.2"))
+            .unwrap();
         let only_es: AlgSet = [Alg::Es256].into_iter().collect();
         assert!(matches!(
             Jws::parse(&v.token, only_es),
@@ -227,13 +230,17 @@ mod tests {
 
     #[test]
     fn header_rules() {
-        let p = |h: &str| {
-            Jws::parse(&format!("{}.{}.sig", b64(h), b64("{}")), all())
-                .map(|j| j.alg)
-        };
+        let p =
+            |h: &str| Jws::parse(&format!("{}.{}.sig", b64(h), b64("{}")), all()).map(|j| j.alg);
         assert!(p(r#"{"alg":"RS256","kid":"k"}"#).is_ok());
-        assert!(matches!(p(r#"{"alg":"none"}"#), Err(JwsError::AlgNotAccepted(_))));
-        assert!(matches!(p(r#"{"alg":"HS256"}"#), Err(JwsError::AlgNotAccepted(_))));
+        assert!(matches!(
+            p(r#"{"alg":"none"}"#),
+            Err(JwsError::AlgNotAccepted(_))
+        ));
+        assert!(matches!(
+            p(r#"{"alg":"HS256"}"#),
+            Err(JwsError::AlgNotAccepted(_))
+        ));
         assert!(matches!(p(r#"{"kid":"k"}"#), Err(JwsError::Header(_))));
         assert!(matches!(
             p(r#"{"alg":"RS256","crit":["exp"],"exp":1}"#),
@@ -246,11 +253,26 @@ mod tests {
         assert!(matches!(p("[1]"), Err(JwsError::NotJws(_))));
         let long_kid = format!(r#"{{"alg":"RS256","kid":"{}"}}"#, "k".repeat(300));
         assert!(matches!(p(&long_kid), Err(JwsError::Header(_))));
-        for bad in ["", "a", "a.b", "a.b.c.d", "..", ".b.c", "a..c", "opaque-token-123"] {
-            assert!(matches!(Jws::parse(bad, all()), Err(JwsError::NotJws(_))), "{bad}");
+        for bad in [
+            "",
+            "a",
+            "a.b",
+            "a.b.c.d",
+            "..",
+            ".b.c",
+            "a..c",
+            "opaque-token-123",
+        ] {
+            assert!(
+                matches!(Jws::parse(bad, all()), Err(JwsError::NotJws(_))),
+                "{bad}"
+            );
         }
         // Padding is not base64url as JWS uses it.
         let padded = format!("{}=.{}.sig", b64(r#"{"alg":"RS256"}"#), b64("{}"));
-        assert!(matches!(Jws::parse(&padded, all()), Err(JwsError::NotJws(_))));
+        assert!(matches!(
+            Jws::parse(&padded, all()),
+            Err(JwsError::NotJws(_))
+        ));
     }
 }

@@ -98,7 +98,10 @@ impl JwtVerifier {
             }
         }
         if algorithms.is_empty() {
-            return Err(ConfigError::one("jwt.algorithms", "must name at least one algorithm"));
+            return Err(ConfigError::one(
+                "jwt.algorithms",
+                "must name at least one algorithm",
+            ));
         }
         let source = match (&settings.jwks_url, &settings.jwks_file, &settings.issuer) {
             (Some(url), _, _) => Some(Source::Url(url.clone())),
@@ -244,7 +247,10 @@ impl JwtVerifier {
         let key = match set.lookup(kid, jws.alg) {
             Lookup::Found(k) => k,
             Lookup::UnknownKid => {
-                return Err(invalid(format!("unknown kid {:?}", kid.unwrap_or_default())));
+                return Err(invalid(format!(
+                    "unknown kid {:?}",
+                    kid.unwrap_or_default()
+                )));
             }
             Lookup::NoMatch(why) => {
                 return Err(invalid(format!(
@@ -253,9 +259,9 @@ impl JwtVerifier {
                 )));
             }
         };
-        let payload = jws.verify(key).map_err(|e| {
-            invalid(format!("{e} (kid {kid:?}, alg {})", jws.alg.as_str()))
-        })?;
+        let payload = jws
+            .verify(key)
+            .map_err(|e| invalid(format!("{e} (kid {kid:?}, alg {})", jws.alg.as_str())))?;
         let raw = claims::parse(&payload).map_err(invalid)?;
         claims::check(&raw, &self.policy, now, true).map_err(invalid)?;
         Ok(claims::claims(&raw, &payload, &self.policy))

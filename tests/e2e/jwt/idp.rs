@@ -111,7 +111,11 @@ async fn redirect_away() -> Response {
         .into_response()
 }
 
-async fn serve_introspect(State(s): State<Arc<IdpState>>, headers: HeaderMap, body: String) -> Response {
+async fn serve_introspect(
+    State(s): State<Arc<IdpState>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     s.introspect_hits.fetch_add(1, Ordering::SeqCst);
     if s.failing.load(Ordering::SeqCst) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
@@ -247,7 +251,8 @@ impl TestKey {
     pub fn rsa(kid: &str, alg: &'static str, pin: bool) -> TestKey {
         let pair = rsa_pair();
         let c = signature::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
-        let mut jwk = json!({"kty": "RSA", "kid": kid, "use": "sig", "n": b64(&c.n), "e": b64(&c.e)});
+        let mut jwk =
+            json!({"kty": "RSA", "kid": kid, "use": "sig", "n": b64(&c.n), "e": b64(&c.e)});
         if pin {
             jwk["alg"] = json!(alg);
         }

@@ -11,7 +11,9 @@ use countersign::reject::Reject;
 use countersign::token::JwtVerifier;
 use serde_json::json;
 
-use super::idp::{AUD, CLIENT_ID, CLIENT_SECRET, Idp, TestKey, bearer, good_claims, jwks_of, settings};
+use super::idp::{
+    AUD, CLIENT_ID, CLIENT_SECRET, Idp, TestKey, bearer, good_claims, jwks_of, settings,
+};
 
 const T0: i64 = 1_800_000_000;
 
@@ -37,7 +39,11 @@ fn only_introspection(idp: &Idp) -> JwtSettings {
 }
 
 fn answer(idp: &Idp, token: &str, v: serde_json::Value) {
-    idp.state.introspect.lock().unwrap().insert(token.to_string(), v);
+    idp.state
+        .introspect
+        .lock()
+        .unwrap()
+        .insert(token.to_string(), v);
 }
 
 fn hits(idp: &Idp) -> usize {
@@ -50,10 +56,14 @@ async fn active_tokens_pass_and_are_cached_until_exp() {
     let v = JwtVerifier::new(&only_introspection(&idp)).unwrap();
     assert!(v.is_ready(), "introspection only: ready without a JWKS");
     let token = "2YotnFZFEjr1zCsicMWpAA";
-    answer(&idp, token, json!({
-        "active": true, "sub": "batch-job", "client_id": "tyk-gateway", "scope": "orders:read",
-        "iss": "https://as.example/", "aud": AUD, "exp": T0 + 100, "iat": T0 - 10, "token_type": "Bearer",
-    }));
+    answer(
+        &idp,
+        token,
+        json!({
+            "active": true, "sub": "batch-job", "client_id": "tyk-gateway", "scope": "orders:read",
+            "iss": "https://as.example/", "aud": AUD, "exp": T0 + 100, "iat": T0 - 10, "token_type": "Bearer",
+        }),
+    );
     let c = v.verify(&bearer(token), at(T0)).await.unwrap();
     assert_eq!(c.sub.as_deref(), Some("batch-job"));
     assert_eq!(c.client_id.as_deref(), Some("tyk-gateway"));
@@ -87,11 +97,18 @@ async fn inactive_and_unknown_tokens_are_refused_and_briefly_cached() {
     let d = v.verify(&bearer("never-issued"), at(T0)).await.unwrap_err();
     assert_eq!(d.reject, Reject::TokenInvalid);
     assert_eq!(hits(&idp), 1);
-    let d = v.verify(&bearer("never-issued"), at(T0 + 5)).await.unwrap_err();
+    let d = v
+        .verify(&bearer("never-issued"), at(T0 + 5))
+        .await
+        .unwrap_err();
     assert!(d.detail.contains("cached"), "{}", d.detail);
     assert_eq!(hits(&idp), 1);
     // After the negative TTL the endpoint is asked again.
-    answer(&idp, "never-issued", json!({"active": true, "exp": T0 + 600, "aud": AUD}));
+    answer(
+        &idp,
+        "never-issued",
+        json!({"active": true, "exp": T0 + 600, "aud": AUD}),
+    );
     assert!(v.verify(&bearer("never-issued"), at(T0 + 11)).await.is_ok());
     assert_eq!(hits(&idp), 2);
 }
@@ -103,10 +120,26 @@ async fn introspected_claims_are_checked() {
     s.allowed_clients = vec!["tyk-gateway".into()];
     let v = JwtVerifier::new(&s).unwrap();
     for (token, body, want) in [
-        ("a", json!({"active": true, "client_id": "tyk-gateway", "aud": "billing"}), "aud does not contain"),
-        ("b", json!({"active": true, "client_id": "tyk-gateway", "iss": "https://evil/"}), "iss is not"),
-        ("c", json!({"active": true, "client_id": "mallory"}), "client_id is not in"),
-        ("d", json!({"active": true, "client_id": "tyk-gateway", "nbf": T0 + 600}), "not yet valid"),
+        (
+            "a",
+            json!({"active": true, "client_id": "tyk-gateway", "aud": "billing"}),
+            "aud does not contain",
+        ),
+        (
+            "b",
+            json!({"active": true, "client_id": "tyk-gateway", "iss": "https://evil/"}),
+            "iss is not",
+        ),
+        (
+            "c",
+            json!({"active": true, "client_id": "mallory"}),
+            "client_id is not in",
+        ),
+        (
+            "d",
+            json!({"active": true, "client_id": "tyk-gateway", "nbf": T0 + 600}),
+            "not yet valid",
+        ),
         ("e", json!({"active": "yes"}), "not an RFC 7662 answer"),
     ] {
         answer(&idp, token, body);
@@ -114,7 +147,11 @@ async fn introspected_claims_are_checked() {
         assert!(d.detail.contains(want), "{token}: {}", d.detail);
     }
     // Without aud/iss in the answer, the endpoint's word (active) is enough.
-    answer(&idp, "f", json!({"active": true, "client_id": "tyk-gateway"}));
+    answer(
+        &idp,
+        "f",
+        json!({"active": true, "client_id": "tyk-gateway"}),
+    );
     assert!(v.verify(&bearer("f"), at(T0)).await.is_ok());
 }
 
@@ -143,7 +180,10 @@ async fn endpoint_failures_are_503_and_not_cached() {
     let mut s = only_introspection_at(&url);
     s.introspection.as_mut().unwrap().cache_size = 0;
     let v = JwtVerifier::new(&s).unwrap();
-    assert_eq!(v.verify(&bearer("tok"), at(T0)).await.unwrap_err().reject, Reject::JwksUnavailable);
+    assert_eq!(
+        v.verify(&bearer("tok"), at(T0)).await.unwrap_err().reject,
+        Reject::JwksUnavailable
+    );
 }
 
 fn only_introspection_at(url: &str) -> JwtSettings {
@@ -171,9 +211,16 @@ async fn with_a_jwks_too_only_opaque_tokens_are_introspected() {
     assert_eq!(hits(&idp), 0);
     // A JWS that fails is refused, never handed to introspection.
     let bad = format!("{}AAAA", &jwt[..jwt.len() - 4]);
-    assert_eq!(v.verify(&bearer(&bad), at(now)).await.unwrap_err().reject, Reject::TokenInvalid);
+    assert_eq!(
+        v.verify(&bearer(&bad), at(now)).await.unwrap_err().reject,
+        Reject::TokenInvalid
+    );
     assert_eq!(hits(&idp), 0);
-    answer(&idp, "opaque-1", json!({"active": true, "aud": AUD, "iss": idp.base(), "exp": now + 60}));
+    answer(
+        &idp,
+        "opaque-1",
+        json!({"active": true, "aud": AUD, "iss": idp.base(), "exp": now + 60}),
+    );
     assert!(v.verify(&bearer("opaque-1"), at(now)).await.is_ok());
     assert_eq!(hits(&idp), 1);
 }
@@ -184,7 +231,11 @@ async fn introspection_only_sends_jwts_to_the_endpoint_too() {
     let v = JwtVerifier::new(&only_introspection(&idp)).unwrap();
     let key = TestKey::ec("k", "ES256");
     let jwt = key.mint(&good_claims("https://as.example/", T0));
-    answer(&idp, &jwt, json!({"active": true, "sub": "via-introspection"}));
+    answer(
+        &idp,
+        &jwt,
+        json!({"active": true, "sub": "via-introspection"}),
+    );
     let c = v.verify(&bearer(&jwt), at(T0)).await.unwrap();
     assert_eq!(c.sub.as_deref(), Some("via-introspection"));
     assert_eq!(hits(&idp), 1);

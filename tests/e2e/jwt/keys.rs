@@ -11,16 +11,22 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 
 use super::idp::{Idp, TestKey, bearer, eventually, good_claims, jwks_of, now_secs, settings};
 
-fn verifier(idp: &Idp, tweak: impl FnOnce(&mut countersign::config::JwtSettings)) -> Arc<JwtVerifier> {
+fn verifier(
+    idp: &Idp,
+    tweak: impl FnOnce(&mut countersign::config::JwtSettings),
+) -> Arc<JwtVerifier> {
     let mut s = settings(Some(idp.jwks_url()), &idp.base());
     tweak(&mut s);
     JwtVerifier::new(&s).unwrap()
 }
 
 async fn ok(v: &JwtVerifier, key: &TestKey, issuer: &str) -> bool {
-    v.verify(&bearer(&key.mint(&good_claims(issuer, now_secs()))), SystemTime::now())
-        .await
-        .is_ok()
+    v.verify(
+        &bearer(&key.mint(&good_claims(issuer, now_secs()))),
+        SystemTime::now(),
+    )
+    .await
+    .is_ok()
 }
 
 /// Runs `body` on a current-thread runtime with a Prometheus recorder of its own, and returns
@@ -59,12 +65,18 @@ async fn a_new_kid_at_the_idp_is_fetched_on_first_use() {
     let new = TestKey::ed25519("2025-b");
     idp.set_jwks(jwks_of(&[&new]));
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(ok(&v, &new, &idp.base()).await, "new kid picked up without restart");
+    assert!(
+        ok(&v, &new, &idp.base()).await,
+        "new kid picked up without restart"
+    );
     assert_eq!(idp.jwks_hits(), hits + 1);
     // The old key is gone from the fetched set.
     tokio::time::sleep(Duration::from_millis(250)).await;
     let d = v
-        .verify(&bearer(&old.mint(&good_claims(&idp.base(), now_secs()))), SystemTime::now())
+        .verify(
+            &bearer(&old.mint(&good_claims(&idp.base(), now_secs()))),
+            SystemTime::now(),
+        )
         .await
         .unwrap_err();
     assert_eq!(d.reject, Reject::TokenInvalid);
@@ -85,7 +97,10 @@ async fn the_periodic_refresh_picks_up_rotation() {
     eventually(|| v.is_ready()).await;
     let new = TestKey::rsa("p-new", "RS256", true);
     idp.set_jwks(jwks_of(&[&old, &new]));
-    assert!(!ok(&v, &new, &idp.base()).await, "rate-limited before the refresh");
+    assert!(
+        !ok(&v, &new, &idp.base()).await,
+        "rate-limited before the refresh"
+    );
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert!(ok(&v, &new, &idp.base()).await);
     assert!(ok(&v, &old, &idp.base()).await);
@@ -114,13 +129,30 @@ fn idp_down_with_a_cached_set_keeps_verifying() {
         // An unknown kid still refetches (and fails), and is refused as invalid, not 503.
         let other = TestKey::ec("k2", "ES256");
         let d = v
-            .verify(&bearer(&other.mint(&good_claims(&issuer, now_secs()))), SystemTime::now())
+            .verify(
+                &bearer(&other.mint(&good_claims(&issuer, now_secs()))),
+                SystemTime::now(),
+            )
             .await
             .unwrap_err();
         assert_eq!(d.reject, Reject::TokenInvalid);
     });
-    assert!(metric(&text, token::JWKS_FETCH_TOTAL, &["trigger=\"refresh\"", "result=\"ok\""]) >= 1.0, "{text}");
-    assert!(metric(&text, token::JWKS_FETCH_TOTAL, &["trigger=\"refresh\"", "result=\"error\""]) >= 1.0, "{text}");
+    assert!(
+        metric(
+            &text,
+            token::JWKS_FETCH_TOTAL,
+            &["trigger=\"refresh\"", "result=\"ok\""]
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            token::JWKS_FETCH_TOTAL,
+            &["trigger=\"refresh\"", "result=\"error\""]
+        ) >= 1.0,
+        "{text}"
+    );
     assert_eq!(metric(&text, token::JWKS_KEYS, &[]), 1.0, "{text}");
 }
 
@@ -133,13 +165,19 @@ fn idp_down_with_nothing_cached_is_503_until_it_recovers() {
         let v = verifier(&idp, |s| s.jwks_min_refetch = Duration::from_millis(300));
         assert!(!v.is_ready());
         let token = key.mint(&good_claims(&idp.base(), now_secs()));
-        let d = v.verify(&bearer(&token), SystemTime::now()).await.unwrap_err();
+        let d = v
+            .verify(&bearer(&token), SystemTime::now())
+            .await
+            .unwrap_err();
         assert_eq!(d.reject, Reject::JwksUnavailable);
         assert_eq!(d.reject.status(), 503);
         assert!(d.detail.contains("HTTP status 503"), "{}", d.detail);
         // Inside min_refetch: refused without another fetch.
         let hits = idp.jwks_hits();
-        let d = v.verify(&bearer(&token), SystemTime::now()).await.unwrap_err();
+        let d = v
+            .verify(&bearer(&token), SystemTime::now())
+            .await
+            .unwrap_err();
         assert_eq!(d.reject, Reject::JwksUnavailable);
         assert_eq!(idp.jwks_hits(), hits);
         assert!(!v.is_ready());
@@ -149,9 +187,33 @@ fn idp_down_with_nothing_cached_is_503_until_it_recovers() {
         assert!(v.verify(&bearer(&token), SystemTime::now()).await.is_ok());
         assert!(v.is_ready());
     });
-    assert_eq!(metric(&text, token::JWKS_FETCH_TOTAL, &["trigger=\"cold\"", "result=\"error\""]), 1.0, "{text}");
-    assert_eq!(metric(&text, token::JWKS_FETCH_TOTAL, &["trigger=\"cold\"", "result=\"rate_limited\""]), 1.0, "{text}");
-    assert_eq!(metric(&text, token::JWKS_FETCH_TOTAL, &["trigger=\"cold\"", "result=\"ok\""]), 1.0, "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            token::JWKS_FETCH_TOTAL,
+            &["trigger=\"cold\"", "result=\"error\""]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            token::JWKS_FETCH_TOTAL,
+            &["trigger=\"cold\"", "result=\"rate_limited\""]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            token::JWKS_FETCH_TOTAL,
+            &["trigger=\"cold\"", "result=\"ok\""]
+        ),
+        1.0,
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -164,7 +226,10 @@ async fn a_closed_idp_port_is_503_not_401() {
     s.jwks_min_refetch = Duration::ZERO;
     let v = JwtVerifier::new(&s).unwrap();
     let d = v
-        .verify(&bearer(&key.mint(&good_claims(&issuer, now_secs()))), SystemTime::now())
+        .verify(
+            &bearer(&key.mint(&good_claims(&issuer, now_secs()))),
+            SystemTime::now(),
+        )
         .await
         .unwrap_err();
     assert_eq!(d.reject, Reject::JwksUnavailable);
@@ -199,7 +264,11 @@ async fn a_flood_of_random_kids_does_not_hammer_the_idp() {
     for r in flood(2).join_all().await {
         assert_eq!(r.unwrap_err().reject, Reject::TokenInvalid);
     }
-    assert_eq!(idp.jwks_hits(), after_first, "inside min_refetch: no fetch at all");
+    assert_eq!(
+        idp.jwks_hits(),
+        after_first,
+        "inside min_refetch: no fetch at all"
+    );
     // Real tokens keep working through the flood.
     assert!(ok(&v, &key, &issuer).await);
 }
@@ -255,11 +324,18 @@ async fn discovery_naming_another_issuer_is_refused() {
     *idp.state.issuer.lock().unwrap() = "https://evil.example".to_string();
     let v = JwtVerifier::new(&settings(None, &idp.base())).unwrap();
     let d = v
-        .verify(&bearer(&key.mint(&good_claims(&idp.base(), now_secs()))), SystemTime::now())
+        .verify(
+            &bearer(&key.mint(&good_claims(&idp.base(), now_secs()))),
+            SystemTime::now(),
+        )
         .await
         .unwrap_err();
     assert_eq!(d.reject, Reject::JwksUnavailable);
-    assert!(d.detail.contains("not the configured issuer"), "{}", d.detail);
+    assert!(
+        d.detail.contains("not the configured issuer"),
+        "{}",
+        d.detail
+    );
     assert_eq!(idp.jwks_hits(), 0);
 }
 
@@ -272,7 +348,10 @@ async fn oversized_and_redirected_jwks_are_not_loaded() {
         s.jwks_min_refetch = Duration::ZERO;
         let v = JwtVerifier::new(&s).unwrap();
         let d = v
-            .verify(&bearer(&key.mint(&good_claims(&idp.base(), now_secs()))), SystemTime::now())
+            .verify(
+                &bearer(&key.mint(&good_claims(&idp.base(), now_secs()))),
+                SystemTime::now(),
+            )
             .await
             .unwrap_err();
         assert_eq!(d.reject, Reject::JwksUnavailable, "{path}");
@@ -295,7 +374,10 @@ async fn a_jwks_file_loads_at_start_and_on_reload() {
 
     let b = TestKey::ed25519("file-b");
     std::fs::write(&path, jwks_of(&[&b]).to_string()).unwrap();
-    assert!(!ok(&v, &b, "https://idp.example/").await, "not before reload");
+    assert!(
+        !ok(&v, &b, "https://idp.example/").await,
+        "not before reload"
+    );
     assert_eq!(v.reload(), Ok(1));
     assert!(ok(&v, &b, "https://idp.example/").await);
     assert!(!ok(&v, &a, "https://idp.example/").await);

@@ -58,7 +58,12 @@ async fn pyjwt_tokens_verify_and_tampered_copies_do_not() {
 
     let mut algs: Vec<&str> = f.accept.iter().map(|a| a.alg.as_str()).collect();
     algs.sort();
-    assert_eq!(algs, ["ES256", "ES384", "EdDSA", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512"]);
+    assert_eq!(
+        algs,
+        [
+            "ES256", "ES384", "EdDSA", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512"
+        ]
+    );
     for a in &f.accept {
         let c = v
             .verify(&bearer(&a.token), now)
@@ -71,7 +76,11 @@ async fn pyjwt_tokens_verify_and_tampered_copies_do_not() {
         for at in [5, dots[0] + 5, dots[1] + 5, a.token.len() - 2] {
             let d = match v.verify(&bearer(&tamper(&a.token, at)), now).await {
                 Err(d) => d,
-                Ok(c) => panic!("{} tampered at {at} of {}: accepted {c:?}", a.alg, a.token.len()),
+                Ok(c) => panic!(
+                    "{} tampered at {at} of {}: accepted {c:?}",
+                    a.alg,
+                    a.token.len()
+                ),
             };
             assert_eq!(d.reject, Reject::TokenInvalid, "{} tampered at {at}", a.alg);
         }
