@@ -127,6 +127,7 @@ pub struct RawJwt {
     #[serde(default)]
     pub forward_claims: Vec<RawForwardClaim>,
     pub introspection: Option<RawIntrospection>,
+    pub ca_file: Option<String>,
 }
 
 /// One `jwt.forward_claims` entry: a claim copied into a header for the backend.

@@ -345,6 +345,8 @@ pub struct JwtSettings {
     pub forward_claims: Vec<(String, HeaderName)>,
     /// RFC 7662 introspection for opaque tokens.
     pub introspection: Option<IntrospectionSettings>,
+    /// PEM CA certificates trusted (instead of the system roots) for the IdP's HTTPS endpoints.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `jwt.introspection:`
@@ -1283,6 +1285,7 @@ fn validate_jwt(j: &file::RawJwt, base: &Path, p: &mut Problems) -> JwtSettings 
         forward_token: j.forward_token.unwrap_or(true),
         forward_claims,
         introspection,
+        ca_file: j.ca_file.as_deref().map(|f| resolve(base, Path::new(f))),
     }
 }
 

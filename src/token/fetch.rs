@@ -2,6 +2,7 @@
 //! with the ring provider, with timeouts, a response size cap, and redirects only to URLs
 //! `config::url_allowed` admits (https, or http to loopback).
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::{StatusCode, redirect};
@@ -53,8 +54,9 @@ fn transport(e: reqwest::Error) -> FetchError {
 }
 
 impl Fetcher {
-    /// Builds the client. Installs ring as rustls' process default provider when none is.
-    pub fn new() -> Result<Fetcher, String> {
+    /// Builds the client, trusting the system roots, or only the PEM certificates in `ca_file`.
+    /// Installs ring as rustls' process default provider when none is.
+    pub fn new(ca_file: Option<&Path>) -> Result<Fetcher, String> {
         // Fails only when a provider is already installed, which is what we want either way.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let policy = redirect::Policy::custom(|attempt| {
@@ -66,7 +68,17 @@ impl Fetcher {
                 attempt.follow()
             }
         });
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!("{}: no PEM certificate", path.display()));
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        let client = builder
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .redirect(policy)

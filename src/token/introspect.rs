@@ -55,17 +55,17 @@ fn result_label(v: &Verdict) -> &'static str {
 }
 
 impl Introspector {
-    /// A client for `settings` (no network yet).
-    pub fn new(settings: &IntrospectionSettings) -> Result<Introspector, String> {
-        Ok(Introspector {
+    /// A client for `settings` that talks through `fetcher` (no network yet).
+    pub fn new(settings: &IntrospectionSettings, fetcher: Fetcher) -> Introspector {
+        Introspector {
             url: settings.url.clone(),
             client_id: settings.client_id.clone(),
             client_secret: settings.client_secret.clone(),
-            fetcher: Fetcher::new()?,
+            fetcher,
             capacity: settings.cache_size,
             max_ttl: i64::try_from(settings.cache_ttl.as_secs()).unwrap_or(i64::MAX),
             cache: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// Asks the endpoint about `token` (or the cache), then checks the answer's claims at `now`.
@@ -171,5 +171,58 @@ impl Introspector {
                 verdict: verdict.clone(),
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn introspector(capacity: usize) -> Introspector {
+        let settings = IntrospectionSettings {
+            url: "http://127.0.0.1:1/introspect".into(),
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+            cache_size: capacity,
+            cache_ttl: Duration::from_secs(300),
+        };
+        Introspector::new(&settings, Fetcher::new(None).unwrap())
+    }
+
+    fn key(i: u8) -> [u8; 32] {
+        [i; 32]
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_evicts_expired_then_soonest() {
+        let c = introspector(3);
+        let ok: Verdict = Ok(Claims::default());
+        c.store(key(1), 100, &ok, 0);
+        c.store(key(2), 50, &ok, 0);
+        c.store(key(3), 200, &ok, 0);
+        c.store(key(4), 300, &ok, 0);
+        // Full: the entry expiring soonest (2) made room.
+        assert!(c.cached(&key(2), 0).is_none());
+        for k in [1, 3, 4] {
+            assert!(c.cached(&key(k), 0).is_some(), "{k}");
+        }
+        // Later, expired entries (1) go first.
+        c.store(key(5), 400, &Err(Cow::Borrowed("inactive")), 150);
+        assert!(c.cached(&key(1), 150).is_none());
+        assert!(c.cached(&key(3), 150).is_some());
+        assert!(matches!(c.cached(&key(5), 150), Some(Err(_))));
+        assert_eq!(c.cache.lock().unwrap().len(), 3);
+        // Stale entries are not served.
+        assert!(c.cached(&key(3), 200).is_none());
+    }
+
+    #[test]
+    fn a_zero_sized_cache_and_past_expiry_store_nothing() {
+        let c = introspector(0);
+        c.store(key(1), 100, &Ok(Claims::default()), 0);
+        assert!(c.cached(&key(1), 0).is_none());
+        let c = introspector(10);
+        c.store(key(1), 100, &Ok(Claims::default()), 100);
+        assert!(c.cached(&key(1), 100).is_none());
     }
 }

@@ -84,11 +84,18 @@ struct Discovery {
 }
 
 impl Jwks {
-    /// A JWKS for `source`; a file is loaded now (an error is a configuration error).
-    pub fn new(source: Source, min_refetch: Duration) -> Result<Jwks, String> {
+    /// A JWKS for `source`, fetched with `fetcher` (URL and discovery sources need one); a file
+    /// is loaded now (an error is a configuration error).
+    pub fn new(
+        source: Source,
+        min_refetch: Duration,
+        fetcher: Option<Fetcher>,
+    ) -> Result<Jwks, String> {
         let fetcher = match source {
             Source::File(_) => None,
-            Source::Url(_) | Source::Discovery { .. } => Some(Fetcher::new()?),
+            Source::Url(_) | Source::Discovery { .. } => {
+                Some(fetcher.ok_or("no HTTP client for the JWKS URL")?)
+            }
         };
         let jwks = Jwks {
             source,

@@ -30,6 +30,7 @@ use crate::config::{ConfigError, JwtSettings};
 use crate::reject::{Denial, Reject};
 use alg::{Alg, AlgSet};
 use claims::Policy;
+use fetch::Fetcher;
 use introspect::Introspector;
 use jwk::Lookup;
 use jwks::{Jwks, Source, Trigger};
@@ -113,21 +114,34 @@ impl JwtVerifier {
             }
             _ => None,
         };
+        let needs_http = settings.introspection.is_some()
+            || matches!(source, Some(Source::Url(_) | Source::Discovery { .. }));
+        let fetcher = if needs_http {
+            let field = if settings.ca_file.is_some() {
+                "jwt.ca_file"
+            } else {
+                "jwt"
+            };
+            Some(
+                Fetcher::new(settings.ca_file.as_deref())
+                    .map_err(|e| ConfigError::one(field, e))?,
+            )
+        } else {
+            None
+        };
         let field = match &source {
             Some(Source::File(_)) => "jwt.jwks_file",
             Some(Source::Discovery { .. }) => "jwt.issuer",
             _ => "jwt.jwks_url",
         };
         let jwks = source
-            .map(|s| Jwks::new(s, settings.jwks_min_refetch))
+            .map(|s| Jwks::new(s, settings.jwks_min_refetch, fetcher.clone()))
             .transpose()
             .map_err(|e| ConfigError::one(field, e))?;
-        let introspection = settings
-            .introspection
-            .as_ref()
-            .map(Introspector::new)
-            .transpose()
-            .map_err(|e| ConfigError::one("jwt.introspection", e))?;
+        let introspection = match (&settings.introspection, fetcher) {
+            (Some(i), Some(f)) => Some(Introspector::new(i, f)),
+            _ => None,
+        };
         if jwks.is_none() && introspection.is_none() {
             return Err(ConfigError::one(
                 "jwt",

@@ -379,6 +379,7 @@ pub fn settings(jwks_url: Option<String>, issuer: &str) -> JwtSettings {
         forward_token: true,
         forward_claims: Vec::new(),
         introspection: None,
+        ca_file: None,
     }
 }
 
