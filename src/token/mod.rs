@@ -26,7 +26,7 @@ use http::HeaderMap;
 pub use bearer::strip as strip_bearer;
 pub use claims::Claims;
 
-use crate::config::{ConfigError, JwtSettings};
+use crate::config::{ConfigError, JwtSettings, url_allowed};
 use crate::reject::{Denial, Reject};
 use alg::{Alg, AlgSet};
 use claims::Policy;
@@ -114,6 +114,30 @@ impl JwtVerifier {
             }
             _ => None,
         };
+        let urls = [
+            ("jwt.jwks_url", settings.jwks_url.as_deref()),
+            (
+                "jwt.issuer",
+                match &source {
+                    Some(Source::Discovery { issuer }) => Some(issuer.as_str()),
+                    _ => None,
+                },
+            ),
+            (
+                "jwt.introspection.url",
+                settings.introspection.as_ref().map(|i| i.url.as_str()),
+            ),
+        ];
+        for (field, url) in urls {
+            if let Some(u) = url
+                && !url_allowed(u)
+            {
+                return Err(ConfigError::one(
+                    field,
+                    "must be https:// (http:// only to a loopback address)",
+                ));
+            }
+        }
         let needs_http = settings.introspection.is_some()
             || matches!(source, Some(Source::Url(_) | Source::Discovery { .. }));
         let fetcher = if needs_http {
@@ -258,24 +282,18 @@ impl JwtVerifier {
                 set = s;
             }
         }
+        let which = || match kid {
+            Some(k) => format!("kid {k:?}, alg {}", jws.alg.as_str()),
+            None => format!("no kid, alg {}", jws.alg.as_str()),
+        };
         let key = match set.lookup(kid, jws.alg) {
             Lookup::Found(k) => k,
-            Lookup::UnknownKid => {
-                return Err(invalid(format!(
-                    "unknown kid {:?}",
-                    kid.unwrap_or_default()
-                )));
-            }
-            Lookup::NoMatch(why) => {
-                return Err(invalid(format!(
-                    "{why} (kid {kid:?}, alg {})",
-                    jws.alg.as_str()
-                )));
-            }
+            Lookup::UnknownKid => return Err(invalid(format!("unknown {}", which()))),
+            Lookup::NoMatch(why) => return Err(invalid(format!("{why} ({})", which()))),
         };
         let payload = jws
             .verify(key)
-            .map_err(|e| invalid(format!("{e} (kid {kid:?}, alg {})", jws.alg.as_str())))?;
+            .map_err(|e| invalid(format!("{e} ({})", which())))?;
         let raw = claims::parse(&payload).map_err(invalid)?;
         claims::check(&raw, &self.policy, now, true).map_err(invalid)?;
         Ok(claims::claims(&raw, &payload, &self.policy))

@@ -72,3 +72,25 @@ fn introspection_settings() {
     let v = JwtVerifier::new(c.jwt.as_ref().unwrap()).unwrap();
     assert!(v.is_ready());
 }
+
+#[test]
+fn the_verifier_refuses_plain_http_to_other_hosts_itself() {
+    let mut s = super::idp::settings(
+        Some("http://idp.example.com/jwks".into()),
+        "https://idp.example.com/",
+    );
+    assert!(
+        JwtVerifier::new(&s)
+            .unwrap_err()
+            .to_string()
+            .starts_with("jwt.jwks_url: must be https://")
+    );
+    s.jwks_url = None;
+    s.issuer = Some("http://idp.example.com".into());
+    assert!(
+        JwtVerifier::new(&s)
+            .unwrap_err()
+            .to_string()
+            .starts_with("jwt.issuer: ")
+    );
+}
