@@ -31,3 +31,4 @@ pub mod server;
 pub mod signals;
 pub mod state;
 pub mod sys;
+pub mod token;

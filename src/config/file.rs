@@ -127,6 +127,7 @@ pub struct RawJwt {
     #[serde(default)]
     pub forward_claims: Vec<RawForwardClaim>,
     pub introspection: Option<RawIntrospection>,
+    pub ca_file: Option<String>,
 }
 
 /// One `jwt.forward_claims` entry: a claim copied into a header for the backend.
@@ -146,6 +147,7 @@ pub struct RawIntrospection {
     pub client_secret_env: Option<String>,
     pub client_secret_file: Option<String>,
     pub cache_size: Option<usize>,
+    pub cache_ttl: Option<String>,
 }
 
 /// `api_key:`

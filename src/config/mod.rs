@@ -345,6 +345,8 @@ pub struct JwtSettings {
     pub forward_claims: Vec<(String, HeaderName)>,
     /// RFC 7662 introspection for opaque tokens.
     pub introspection: Option<IntrospectionSettings>,
+    /// PEM CA certificates trusted (instead of the system roots) for the IdP's HTTPS endpoints.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `jwt.introspection:`
@@ -358,6 +360,8 @@ pub struct IntrospectionSettings {
     pub client_secret: String,
     /// Cached results, at most.
     pub cache_size: usize,
+    /// The longest an active result is cached (it is never cached past the token's `exp`).
+    pub cache_ttl: Duration,
 }
 
 /// A verification method a route may require.
@@ -1170,12 +1174,29 @@ fn validate_jwt(j: &file::RawJwt, base: &Path, p: &mut Problems) -> JwtSettings 
             "needs jwks_url, jwks_file, an issuer (for OIDC discovery) or introspection",
         );
     }
+    if j.audience.is_none() {
+        p.field(
+            "jwt.audience",
+            "required: without it a token the issuer minted for any other service would be accepted",
+        );
+    }
     if let Some(u) = &j.jwks_url
         && !url_allowed(u)
     {
         p.field(
             "jwt.jwks_url",
             "must be https:// (http:// only to a loopback address)",
+        );
+    }
+    if j.jwks_url.is_none()
+        && j.jwks_file.is_none()
+        && j.introspection.is_none()
+        && let Some(issuer) = &j.issuer
+        && !url_allowed(issuer)
+    {
+        p.field(
+            "jwt.issuer",
+            "OIDC discovery needs an https:// issuer (http:// only to a loopback address)",
         );
     }
     let algorithms = j.algorithms.clone().unwrap_or_else(|| {
@@ -1216,12 +1237,19 @@ fn validate_jwt(j: &file::RawJwt, base: &Path, p: &mut Problems) -> JwtSettings 
                 .map_err(|e| format!("{f}: {}", read_error(&e))),
             _ => Err("give client_secret_env or client_secret_file".to_string()),
         };
+        let cache_ttl = duration_or(
+            &i.cache_ttl,
+            "jwt.introspection.cache_ttl",
+            Duration::from_secs(300),
+            p,
+        );
         match secret {
             Ok(client_secret) => Some(IntrospectionSettings {
                 url: i.url.clone(),
                 client_id: i.client_id.clone(),
                 client_secret,
                 cache_size: i.cache_size.unwrap_or(10_000),
+                cache_ttl,
             }),
             Err(m) => {
                 p.field("jwt.introspection", m);
@@ -1257,6 +1285,7 @@ fn validate_jwt(j: &file::RawJwt, base: &Path, p: &mut Problems) -> JwtSettings 
         forward_token: j.forward_token.unwrap_or(true),
         forward_claims,
         introspection,
+        ca_file: j.ca_file.as_deref().map(|f| resolve(base, Path::new(f))),
     }
 }
 
