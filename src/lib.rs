@@ -5,6 +5,8 @@
 
 pub mod config;
 pub mod headers;
+pub mod health;
+pub mod inject;
 pub mod policy;
 pub mod reject;
 pub mod sys;
