@@ -22,6 +22,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine;
 use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -281,9 +282,30 @@ async fn mutate(State(settings): State<Arc<InjectSettings>>, req: Request) -> Re
     }
 }
 
-/// Answers one AdmissionReview body: the HTTP status and the review to send back. A body that
-/// is not an AdmissionReview gets 400 and a refusal; every review gets 200 and its response.
-pub fn review(
+/// Answers one AdmissionReview body: the HTTP status and the review to send back, its patch
+/// base64-encoded as the API server expects. A body that is not an AdmissionReview gets 400
+/// and a refusal; every review gets 200 and its response.
+pub fn review(body: &[u8], settings: &InjectSettings) -> (StatusCode, serde_json::Value) {
+    let (status, review) = answer(body, settings);
+    let mut json = match serde_json::to_value(&review) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the review");
+            return (StatusCode::INTERNAL_SERVER_ERROR, serde_json::Value::Null);
+        }
+    };
+    if let Some(patch) = review.response.and_then(|r| r.patch)
+        && let Some(resp) = json.get_mut("response").and_then(|r| r.as_object_mut())
+    {
+        resp.insert(
+            "patch".into(),
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch)),
+        );
+    }
+    (status, json)
+}
+
+fn answer(
     body: &[u8],
     settings: &InjectSettings,
 ) -> (StatusCode, AdmissionReview<kube_core::DynamicObject>) {
