@@ -57,9 +57,28 @@ struct RawSidecar {
 #[serde(deny_unknown_fields)]
 struct RawResources {
     #[serde(default)]
-    requests: BTreeMap<String, String>,
+    requests: BTreeMap<String, RawQuantity>,
     #[serde(default)]
-    limits: BTreeMap<String, String>,
+    limits: BTreeMap<String, RawQuantity>,
+}
+
+/// A quantity as YAML gives it: `50m` is a string, `1` and `0.5` are numbers.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawQuantity {
+    Text(String),
+    Whole(u64),
+    Fraction(f64),
+}
+
+impl RawQuantity {
+    fn into_string(self) -> String {
+        match self {
+            RawQuantity::Text(s) => s,
+            RawQuantity::Whole(n) => n.to_string(),
+            RawQuantity::Fraction(f) => f.to_string(),
+        }
+    }
 }
 
 /// The validated webhook configuration.
@@ -295,17 +314,18 @@ pub fn is_quantity(s: &str) -> bool {
 fn resources(raw: Option<RawResources>, p: &mut Problems) -> ResourceRequirements {
     let raw = raw.unwrap_or_else(|| RawResources {
         requests: BTreeMap::from([
-            ("cpu".into(), "50m".into()),
-            ("memory".into(), "32Mi".into()),
+            ("cpu".into(), RawQuantity::Text("50m".into())),
+            ("memory".into(), RawQuantity::Text("32Mi".into())),
         ]),
         limits: BTreeMap::from([
-            ("cpu".into(), "500m".into()),
-            ("memory".into(), "128Mi".into()),
+            ("cpu".into(), RawQuantity::Text("500m".into())),
+            ("memory".into(), RawQuantity::Text("128Mi".into())),
         ]),
     });
-    let mut convert = |m: BTreeMap<String, String>, field: &str| {
+    let mut convert = |m: BTreeMap<String, RawQuantity>, field: &str| {
         let mut out = BTreeMap::new();
         for (k, v) in m {
+            let v = v.into_string();
             if !["cpu", "memory", "ephemeral-storage"].contains(&k.as_str()) {
                 p.field(
                     &format!("{field}.{k}"),
@@ -353,6 +373,17 @@ mod tests {
         let limits = i.resources.limits.as_ref().unwrap();
         assert_eq!(limits["memory"], Quantity("128Mi".into()));
         assert_eq!(c.reload_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn numeric_quantities_are_taken_as_yaml_writes_them() {
+        let c = load(&format!(
+            "{MIN}sidecar:\n  resources:\n    requests: {{cpu: 0.5, memory: 64Mi}}\n    limits: {{cpu: 1}}\n"
+        ))
+        .unwrap();
+        let r = c.inject.resources;
+        assert_eq!(r.requests.unwrap()["cpu"], Quantity("0.5".into()));
+        assert_eq!(r.limits.unwrap()["cpu"], Quantity("1".into()));
     }
 
     #[test]
