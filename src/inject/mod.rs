@@ -98,7 +98,6 @@ pub enum WebhookError {
 /// Runs the webhook until SIGTERM or SIGINT; 0 after a clean stop, 2 on an invalid config,
 /// 1 when it cannot start.
 pub async fn run(args: WebhookArgs) -> ExitCode {
-    init_tracing(args.log_format);
     let config = match WebhookConfig::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -106,6 +105,7 @@ pub async fn run(args: WebhookArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_tracing(args.log_format);
     let listener = match TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(source) => {
