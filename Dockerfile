@@ -7,10 +7,9 @@ FROM rust:1.95-alpine AS build
 # hadolint ignore=DL3018
 RUN apk add --no-cache musl-dev
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-COPY tests ./tests
-# The test targets are copied only because Cargo.toml names them; they are not built.
+# The whole source tree (.dockerignore leaves out target/, .git/ and the deployment files): every
+# target Cargo.toml names must exist, though only the binary is built.
+COPY . .
 ENV CARGO_PROFILE_RELEASE_STRIP=true
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
