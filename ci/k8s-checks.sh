@@ -105,9 +105,18 @@ else
     fail "deploy/kubernetes"
 fi
 
-step "webhook integration tests; the injected pods validated"
-mkdir -p "$work/pods"
-if COUNTERSIGN_PATCHED_POD_DIR="$work/pods" cargo test --quiet --test webhook; then
+step "webhook integration tests; the injected pods validated; the chart's webhook.yaml loaded"
+mkdir -p "$work/pods" "$work/webhook-configs"
+"$venv/bin/python" - "$work/chart" "$work/webhook-configs" <<'PY'
+import pathlib, sys, yaml
+src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+for f in sorted(src.glob("*.yaml")):
+    for doc in yaml.safe_load_all(f.read_text()):
+        if doc and doc.get("kind") == "ConfigMap" and "webhook.yaml" in doc.get("data", {}):
+            (dst / f.name).write_text(doc["data"]["webhook.yaml"])
+PY
+if COUNTERSIGN_PATCHED_POD_DIR="$work/pods" COUNTERSIGN_WEBHOOK_CONFIG_DIR="$work/webhook-configs" \
+    cargo test --quiet --test webhook; then
     ok "cargo test --test webhook"
 else
     fail "cargo test --test webhook"

@@ -498,14 +498,59 @@ async fn shutdown_stops_the_server() {
 }
 
 #[tokio::test]
-async fn an_invalid_config_exits_2() {
+async fn an_invalid_config_or_certificate_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("webhook.yaml");
     std::fs::write(&path, "listen: 127.0.0.1:0\nimage: x\n").unwrap();
     let code = countersign::inject::run(WebhookArgs {
-        config: path,
+        config: path.clone(),
         log_format: None,
     })
     .await;
     assert_eq!(code, std::process::ExitCode::from(2));
+
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:0\ntls: {cert: missing.crt, key: missing.key}\nimage: x\n",
+    )
+    .unwrap();
+    let code = countersign::inject::run(WebhookArgs {
+        config: path.clone(),
+        log_format: None,
+    })
+    .await;
+    assert_eq!(
+        code,
+        std::process::ExitCode::from(2),
+        "a missing certificate"
+    );
+}
+
+/// The webhook configurations the Helm chart renders load without a problem.
+/// `ci/k8s-checks.sh` sets `COUNTERSIGN_WEBHOOK_CONFIG_DIR` to the configs it extracted from
+/// every rendered case; without it, the contract's example is loaded.
+#[test]
+fn rendered_webhook_configs_load() {
+    let scratch = tempfile::tempdir().unwrap();
+    let files: Vec<std::path::PathBuf> = match std::env::var("COUNTERSIGN_WEBHOOK_CONFIG_DIR") {
+        Ok(dir) => std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect(),
+        Err(_) => {
+            let p = scratch.path().join("webhook.yaml");
+            std::fs::write(
+                &p,
+                "listen: 0.0.0.0:9443\ntls: {cert: tls.crt, key: tls.key}\nimage: ghcr.io/countersign/countersign:0.1.0\nnative_sidecar: true\n",
+            )
+            .unwrap();
+            vec![p]
+        }
+    };
+    assert!(!files.is_empty(), "no webhook configs to load");
+    for f in files {
+        let c = WebhookConfig::load(&f).unwrap_or_else(|e| panic!("{}:\n{e}", f.display()));
+        assert_eq!(c.inject.listen_port, 8443, "{}", f.display());
+    }
 }

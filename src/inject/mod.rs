@@ -95,8 +95,8 @@ pub enum WebhookError {
     },
 }
 
-/// Runs the webhook until SIGTERM or SIGINT; 0 after a clean stop, 2 on an invalid config,
-/// 1 when it cannot start.
+/// Runs the webhook until SIGTERM or SIGINT; 0 after a clean stop, 2 on an invalid config or
+/// an unusable certificate or key, 1 when it cannot start otherwise.
 pub async fn run(args: WebhookArgs) -> ExitCode {
     let config = match WebhookConfig::load(&args.config) {
         Ok(c) => c,
@@ -123,7 +123,10 @@ pub async fn run(args: WebhookArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::from(1)
+            match e {
+                WebhookError::Certificate { .. } => ExitCode::from(2),
+                WebhookError::Tls(_) | WebhookError::Bind { .. } => ExitCode::from(1),
+            }
         }
     }
 }
