@@ -1,27 +1,38 @@
 //! countersign: a sidecar that terminates mTLS, verifies HTTP message signatures, IP ranges and
 //! bearer tokens, and forwards what passes to the backend on loopback.
 //!
-//! The request path, in the order a request meets it: `listen` (accept, PROXY header, TLS
-//! handshake) → `serve` (HTTP/1.1 and HTTP/2) → `app` (the request, top to bottom) → `policy`
-//! (client IP, route) → the verifiers → `proxy` (the backend). Beside the path: `admin`, `metrics`,
-//! `state` (the published snapshot), `server` (start, reload, drain).
+//! The request-path modules are declared in the order a request meets them (each under its own
+//! comment, so rustfmt keeps the order); the rest sit beside the path.
 
-pub mod app;
 pub mod config;
-pub mod headers;
+
+// 1. accept, the PROXY header
 pub mod listen;
-pub mod policy;
-pub mod proxy;
 pub mod proxy_protocol;
+// 2. TLS and the peer's identity
+pub mod tls;
+// 3. HTTP/1.1 and HTTP/2 on the connection
+pub mod serve;
+// 4. one request, top to bottom
+pub mod app;
+// 5. client IP, route
+pub mod policy;
+// 7. bearer tokens
+pub mod token;
+// 8. the backend
+pub mod proxy;
+// refusals and the headers countersign owns
+pub mod headers;
 pub mod reject;
 pub mod request_id;
-pub mod serve;
-pub mod tls;
 
+// beside the path
 pub mod admin;
 pub mod check;
 pub mod cli;
 pub mod echo;
+pub mod health;
+pub mod inject;
 pub mod logging;
 pub mod metrics;
 pub mod pki;
@@ -31,4 +42,3 @@ pub mod server;
 pub mod signals;
 pub mod state;
 pub mod sys;
-pub mod token;
