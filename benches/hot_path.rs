@@ -16,14 +16,24 @@ use ipnet::IpNet;
 fn ip_lookup(c: &mut Criterion) {
     // 10,000 disjoint /24s spread over the IPv4 space, plus some IPv6.
     let mut nets: Vec<IpNet> = (0..10_000u32)
-        .map(|i| IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from(0x0a00_0000u32 + (i * 997) * 256), 24).unwrap().trunc()))
+        .map(|i| {
+            IpNet::V4(
+                ipnet::Ipv4Net::new(Ipv4Addr::from(0x0a00_0000u32 + (i * 997) * 256), 24)
+                    .unwrap()
+                    .trunc(),
+            )
+        })
         .collect();
     nets.push("2001:db8::/32".parse().unwrap());
     let set = IpSet::new(&nets);
     let hit = IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32 + (5_000 * 997) * 256 + 7));
     let miss = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
-    c.bench_function("ip_allow lookup, 10k CIDRs (hit)", |b| b.iter(|| black_box(set.contains(black_box(hit)))));
-    c.bench_function("ip_allow lookup, 10k CIDRs (miss)", |b| b.iter(|| black_box(set.contains(black_box(miss)))));
+    c.bench_function("ip_allow lookup, 10k CIDRs (hit)", |b| {
+        b.iter(|| black_box(set.contains(black_box(hit))))
+    });
+    c.bench_function("ip_allow lookup, 10k CIDRs (miss)", |b| {
+        b.iter(|| black_box(set.contains(black_box(miss))))
+    });
 }
 
 fn route_match(c: &mut Criterion) {
@@ -31,7 +41,11 @@ fn route_match(c: &mut Criterion) {
         .map(|i| RouteSettings {
             name: format!("r{i}"),
             path: format!("/service-{i}/v1"),
-            methods: if i % 3 == 0 { vec![Method::POST] } else { vec![] },
+            methods: if i % 3 == 0 {
+                vec![Method::POST]
+            } else {
+                vec![]
+            },
             require: vec![],
             scopes: vec![],
             mode: Mode::Enforce,
@@ -47,7 +61,13 @@ fn route_match(c: &mut Criterion) {
         .collect();
     let routes = Routes::new(&settings);
     c.bench_function("route match among 200 routes (last one)", |b| {
-        b.iter(|| black_box(routes.find(&Method::GET, black_box("/service-199/v1/orders/42")).is_some()))
+        b.iter(|| {
+            black_box(
+                routes
+                    .find(&Method::GET, black_box("/service-199/v1/orders/42"))
+                    .is_some(),
+            )
+        })
     });
     c.bench_function("path for matching (plain path)", |b| {
         b.iter(|| black_box(path::for_matching(black_box("/service-7/v1/orders/42"))))
@@ -64,14 +84,19 @@ fn header_rewrite(c: &mut Criterion) {
         ("user-agent", "Tyk/5.3"),
         ("accept", "application/json"),
         ("date", "Thu, 04 Dec 2025 10:00:00 UTC"),
-        ("authorization", "Signature keyId=\"tyk\",algorithm=\"hmac-sha256\",headers=\"(request-target) date\",signature=\"abc\""),
+        (
+            "authorization",
+            "Signature keyId=\"tyk\",algorithm=\"hmac-sha256\",headers=\"(request-target) date\",signature=\"abc\"",
+        ),
         ("x-request-id", "r-1"),
         ("connection", "keep-alive"),
     ] {
         base.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
     }
     let subject = HeaderValue::from_static("CN=tyk-edge");
-    let sha = HeaderValue::from_static("5f2b0e6c7d8a9b0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0");
+    let sha = HeaderValue::from_static(
+        "5f2b0e6c7d8a9b0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0",
+    );
     let ip = HeaderValue::from_static("203.0.113.7");
     c.bench_function("identity-header rewrite", |b| {
         b.iter_batched(

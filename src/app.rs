@@ -94,6 +94,7 @@ struct Established {
     identity: Option<Arc<PeerIdentity>>,
     key_id: Option<HeaderValue>,
     jwt_sub: Option<HeaderValue>,
+    jwt_forward: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 impl App {
@@ -338,10 +339,7 @@ async fn check_route(
                 Reject::SignatureMissing,
                 "signature verification is not available in this build",
             )),
-            Requirement::Jwt => Err(Denial::new(
-                Reject::TokenMissing,
-                "token verification is not available in this build",
-            )),
+            Requirement::Jwt => check_jwt(route, snap, &parts.headers, est).await,
             Requirement::ApiKey => Err(Denial::new(
                 Reject::ApiKeyMissing,
                 "API keys are not available in this build",
@@ -350,6 +348,44 @@ async fn check_route(
         metrics::VERIFY.observe(*req, t.elapsed());
         r?;
     }
+    Ok(())
+}
+
+async fn check_jwt(
+    route: &Route,
+    snap: &Snapshot,
+    h: &HeaderMap,
+    est: &mut Established,
+) -> Result<(), Denial> {
+    let Some(jwt) = &snap.jwt else {
+        return Err(Denial::new(
+            Reject::TokenMissing,
+            "the route requires jwt but no jwt: section is loaded",
+        ));
+    };
+    let claims = jwt.verify(h, std::time::SystemTime::now()).await?;
+    if !claims.has_scopes(&route.scopes) {
+        let missing: Vec<&str> = route
+            .scopes
+            .iter()
+            .filter(|s| !claims.scopes.contains(s))
+            .map(String::as_str)
+            .collect();
+        return Err(Denial::new(
+            Reject::InsufficientScope,
+            format!(
+                "token (sub {:?}) lacks scopes {}",
+                claims.sub.as_deref().unwrap_or("-"),
+                missing.join(" ")
+            ),
+        ));
+    }
+    // A `sub` with characters a header cannot carry is not forwarded rather than mangled.
+    est.jwt_sub = claims
+        .sub
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok());
+    est.jwt_forward = claims.forward;
     Ok(())
 }
 
@@ -468,6 +504,16 @@ fn prepare_upstream_headers(
     if let Some(name) = &snap.config.client_ip.client_cert_header {
         h.remove(name);
     }
+    if let Some(j) = &snap.config.jwt {
+        // Headers carrying forwarded claims are countersign's to set, whether or not this token
+        // has the claim.
+        for (_, name) in &j.forward_claims {
+            h.remove(name);
+        }
+        if !j.forward_token {
+            crate::token::strip_bearer(h);
+        }
+    }
     let ip = if client_ip == conn.source {
         conn.source_header.clone()
     } else {
@@ -486,6 +532,9 @@ fn prepare_upstream_headers(
     }
     if let Some(s) = &est.jwt_sub {
         h.insert(headers::JWT_SUB, s.clone());
+    }
+    for (name, value) in &est.jwt_forward {
+        h.insert(name.clone(), value.clone());
     }
     h.insert(headers::X_REQUEST_ID, request_id.clone());
 }

@@ -17,7 +17,7 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match Snapshot::build(config) {
+    match Snapshot::build(config, None) {
         Ok(s) => {
             print!("{}", summary(&s));
             ExitCode::SUCCESS

@@ -26,6 +26,10 @@ pub enum Command {
     Check(CheckArgs),
     /// A working local demo: dev certificates, a config, an echo backend and the sidecar.
     Quickstart(QuickstartArgs),
+    /// Ask a running sidecar's admin listener whether it is healthy (for images without curl).
+    Health(crate::health::HealthArgs),
+    /// The Kubernetes mutating admission webhook that injects the sidecar.
+    Webhook(crate::inject::WebhookArgs),
 }
 
 /// `run` options.
@@ -40,6 +44,10 @@ pub struct RunArgs {
     /// Worker threads (default: one per CPU).
     #[arg(long, env = "COUNTERSIGN_WORKERS")]
     pub workers: Option<usize>,
+    /// Overrides the config's `upstream` (the injection webhook sets it from the pod's
+    /// `countersign.dev/upstream-port`); the same rules apply (loopback unless allowed).
+    #[arg(long, env = "COUNTERSIGN_UPSTREAM")]
+    pub upstream: Option<String>,
 }
 
 /// `check` options.

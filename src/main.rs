@@ -15,6 +15,8 @@ fn main() -> ExitCode {
             countersign::logging::init(None, "info");
             runtime(None).block_on(countersign::quickstart::run(args))
         }
+        Command::Health(args) => runtime(Some(1)).block_on(countersign::health::run(args)),
+        Command::Webhook(args) => runtime(None).block_on(countersign::inject::run(args)),
     }
 }
 
@@ -28,7 +30,7 @@ fn runtime(workers: Option<usize>) -> tokio::runtime::Runtime {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let config = match Config::load(&args.config) {
+    let config = match Config::load_with_upstream(&args.config, args.upstream.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

@@ -81,30 +81,50 @@ pub fn publish(s: &Snapshot) {
 }
 
 /// Rebuilds the snapshot from the current config file. On success it is published; on failure
-/// the last good one stays. `whats` labels the reload metrics.
+/// the last good one stays. `whats` labels the reload metrics. A changed JWKS file alone reloads
+/// only the key set of the (kept) token verifier.
 pub fn rebuild(state: &Shared, whats: &[What]) -> Result<(), ConfigError> {
     let current = state.load_full();
-    let result = Config::load(&current.config.source).and_then(|c| {
+    if whats.contains(&"jwks")
+        && let Some(j) = &current.jwt
+    {
+        match j.reload() {
+            Ok(n) => {
+                metrics::reload("jwks", true);
+                tracing::info!(keys = n, "JWKS file reloaded");
+            }
+            Err(e) => {
+                metrics::reload("jwks", false);
+                tracing::error!(problem = %e, "JWKS reload failed; keeping the last good key set");
+            }
+        }
+    }
+    let whats: Vec<What> = whats.iter().copied().filter(|w| *w != "jwks").collect();
+    if whats.is_empty() {
+        return Ok(());
+    }
+    let result = current.config.reread().and_then(|c| {
         if c.listen != current.config.listen
             || c.admin != current.config.admin
             || c.upstream.uri != current.config.upstream.uri
         {
             tracing::warn!("listen, admin and upstream changes take effect only after a restart");
         }
-        Snapshot::build(c)
+        Snapshot::build(c, Some(&current))
     });
     match result {
         Ok(s) => {
             publish(&s);
+            s.start_background();
             state.store(Arc::new(s));
-            for w in whats {
+            for w in &whats {
                 metrics::reload(w, true);
             }
             tracing::info!(what = ?whats, "reloaded");
             Ok(())
         }
         Err(e) => {
-            for w in whats {
+            for w in &whats {
                 metrics::reload(w, false);
             }
             for p in &e.problems {

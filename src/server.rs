@@ -53,7 +53,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     crate::tls::install_default_provider();
     crate::metrics::init();
     let watch = reload::Watch::new(&config);
-    let snapshot = Snapshot::build(config)?;
+    let snapshot = Snapshot::build(config, None)?;
+    let probes = Arc::new(
+        crate::inject::probes::AppProbes::from_env()
+            .map_err(|m| ConfigError::one(crate::inject::probes::APP_PROBES_ENV, m))?,
+    );
     reload::publish(&snapshot);
     let config = snapshot.config.clone();
     let state: Shared = Arc::new(ArcSwap::from_pointee(snapshot));
@@ -69,7 +73,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
 
-    let readiness = Arc::new(Readiness::default());
+    let readiness = Arc::new(Readiness::new(state.clone()));
     let admin_stop = CancellationToken::new();
     let accept_stop = CancellationToken::new();
     let (admin_addr, admin) = match config.admin {
@@ -80,7 +84,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             let bound = l
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr: a, source })?;
-            let router = admin::router(readiness.clone());
+            let router = admin::router(readiness.clone(), probes);
             let admin_token = admin_stop.clone();
             let h = tokio::spawn(async move {
                 // The admin listener outlives the drain so /readyz can say "draining".
@@ -103,6 +107,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         accept_stop.clone(),
         config.shutdown_timeout,
     ));
+    state.load().start_background();
     tokio::spawn(watch.run(
         state.clone(),
         config.reload.poll_interval,

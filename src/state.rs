@@ -11,6 +11,7 @@ use crate::metrics::RouteMetrics;
 use crate::policy::ipset::IpSet;
 use crate::policy::routes::Routes;
 use crate::tls::{self, TlsState};
+use crate::token::JwtVerifier;
 
 /// Everything derived from one configuration.
 #[derive(Debug)]
@@ -29,13 +30,23 @@ pub struct Snapshot {
     pub no_route: RouteMetrics,
     /// Unique per snapshot: connections re-check their certificate once when it changes.
     pub generation: u64,
+    /// The bearer-token verifier (kept across reloads while `jwt:` is unchanged, so its key set
+    /// survives).
+    pub jwt: Option<Arc<JwtVerifier>>,
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl Snapshot {
-    /// Loads every file the configuration names and builds the runtime state. Opens no socket.
-    pub fn build(config: Config) -> Result<Snapshot, ConfigError> {
+    /// Loads every file the configuration names and builds the runtime state. Opens no socket and
+    /// starts no task (see `start_background`). Long-lived parts of `previous` are reused when
+    /// their settings did not change.
+    pub fn build(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigError> {
+        let jwt = match (&config.jwt, previous) {
+            (None, _) => None,
+            (Some(s), Some(p)) if p.config.jwt.as_ref() == Some(s) => p.jwt.clone(),
+            (Some(s), _) => Some(JwtVerifier::new(s)?),
+        };
         let tls = match &config.tls {
             Some(t) => Some(tls::build(t)?),
             None => None,
@@ -46,9 +57,24 @@ impl Snapshot {
             routes: Routes::new(&config.routes),
             no_route: RouteMetrics::new("-"),
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            jwt,
             tls,
             config: Arc::new(config),
         })
+    }
+}
+
+impl Snapshot {
+    /// Starts what fetches in the background (JWKS refresh); idempotent. Needs a tokio runtime.
+    pub fn start_background(&self) {
+        if let Some(j) = &self.jwt {
+            j.spawn_refresh();
+        }
+    }
+
+    /// True when every verifier a route needs has what it needs (a JWKS loaded).
+    pub fn verifiers_ready(&self) -> bool {
+        self.jwt.as_ref().is_none_or(|j| j.is_ready())
     }
 }
 

@@ -317,7 +317,7 @@ pub struct SignatureSettings {
 }
 
 /// `jwt:` (validated shape; the token module builds its verifier from it).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwtSettings {
     /// The JWKS URL.
     pub jwks_url: Option<String>,
@@ -350,7 +350,7 @@ pub struct JwtSettings {
 }
 
 /// `jwt.introspection:`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IntrospectionSettings {
     /// The introspection endpoint.
     pub url: String,
@@ -500,6 +500,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Reload polling.
     pub reload: ReloadSettings,
+    /// The `--upstream` flag that replaced the file's `upstream`, kept for reloads.
+    pub upstream_override: Option<String>,
 }
 
 impl Config {
@@ -512,6 +514,43 @@ impl Config {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         Self::from_yaml_str(&text, path, &base)
+    }
+
+    /// Reads a configuration file whose `upstream` is replaced by `upstream` when given (the
+    /// `--upstream` flag); the replacement is validated like the file's own.
+    pub fn load_with_upstream(path: &Path, upstream: Option<&str>) -> Result<Config, ConfigError> {
+        let Some(up) = upstream else {
+            return Self::load(path);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(path.display().to_string(), read_error(&e)))?;
+        let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
+            .map_err(|e| ConfigError::one(path.display().to_string(), e.to_string()))?;
+        match doc.as_mapping_mut() {
+            Some(m) => {
+                m.insert("upstream".into(), up.into());
+            }
+            None => {
+                return Err(ConfigError::one(
+                    path.display().to_string(),
+                    "not a YAML mapping",
+                ));
+            }
+        }
+        let text = serde_yaml_ng::to_string(&doc)
+            .map_err(|e| ConfigError::one(path.display().to_string(), e.to_string()))?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut c = Self::from_yaml_str(&text, path, &base)?;
+        c.upstream_override = Some(up.to_string());
+        Ok(c)
+    }
+
+    /// Reads this configuration's file again, with the same `--upstream` override.
+    pub fn reread(&self) -> Result<Config, ConfigError> {
+        Self::load_with_upstream(&self.source, self.upstream_override.as_deref())
     }
 
     /// Parses and validates YAML text; `source` names it in messages, `base_dir` resolves paths.
@@ -819,6 +858,7 @@ fn validate(raw: RawConfig, source: &Path, base: &Path) -> Result<Config, Config
         limits,
         shutdown_timeout,
         reload,
+        upstream_override: None,
     };
     p.finish(cfg)
 }

@@ -10,7 +10,6 @@ pub mod patch;
 pub mod probes;
 
 use std::future::Future;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,15 +50,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most connections served at once.
 pub const MAX_CONNECTIONS: usize = 512;
 
-/// The log line format of a long-running command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable lines.
-    Text,
-}
-
 /// `countersign webhook`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WebhookArgs {
@@ -68,7 +58,7 @@ pub struct WebhookArgs {
     pub config: PathBuf,
     /// json or text; json by default when stdout is not a terminal.
     #[arg(long = "log-format", value_enum)]
-    pub log_format: Option<LogFormat>,
+    pub log_format: Option<crate::logging::LogFormat>,
 }
 
 /// Why the webhook could not start or stopped.
@@ -105,7 +95,7 @@ pub async fn run(args: WebhookArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(args.log_format);
+    crate::logging::init(args.log_format, "info");
     let listener = match TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(source) => {
@@ -129,22 +119,6 @@ pub async fn run(args: WebhookArgs) -> ExitCode {
             }
         }
     }
-}
-
-fn init_tracing(format: Option<LogFormat>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = match format {
-        Some(f) => f == LogFormat::Json,
-        None => !std::io::stdout().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    // A subscriber already set (by tests or an embedding binary) is kept.
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 async fn shutdown_signal() {

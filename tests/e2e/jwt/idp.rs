@@ -155,7 +155,12 @@ async fn serve_introspect(
 impl Idp {
     /// Starts an IdP serving `jwks`.
     pub async fn start(jwks: Value) -> Idp {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), jwks).await
+    }
+
+    /// Starts an IdP on a given address (to bring one back where it was).
+    pub async fn start_on(addr: std::net::SocketAddr, jwks: Value) -> Idp {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(IdpState::default());
         *state.jwks.lock().unwrap() = jwks;

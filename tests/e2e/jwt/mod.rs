@@ -7,4 +7,5 @@ mod idp;
 mod introspection;
 mod keys;
 mod pyjwt;
+mod sidecar;
 mod verify;
