@@ -210,3 +210,43 @@ async fn http2_over_alpn() {
     assert!(r.is_err());
     sc.stop().await;
 }
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
+    use tokio::io::AsyncReadExt;
+    let pki = Pki::new();
+    let be = echo().await;
+    let sc = Sidecar::start(
+        &pki,
+        be.addr,
+        &format!(
+            "upstream: http://{{UP}}\n{TLS_MTLS}limits:\n  handshake_timeout: 300ms\n{ROUTES}"
+        ),
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(sc.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await;
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+        "the connection should be closed, got {r:?}"
+    );
+    eventually(5, || async {
+        sample(
+            &sc.metrics().await,
+            "countersign_connections_total{result=\"handshake_timeout\"}",
+        ) >= 1.0
+    })
+    .await;
+    // A client that does the handshake in time is served.
+    assert_eq!(
+        client(&pki, &sc, Some(&pki.client))
+            .get(sc.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    sc.stop().await;
+}

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
 
 use crate::support::*;
 
@@ -302,4 +303,91 @@ async fn connections_over_the_limit_are_closed_and_open_ones_still_served() {
         sample(&m, "countersign_connections_total{result=\"over_limit\"}") >= 1.0,
         "{m}"
     );
+}
+
+#[tokio::test]
+async fn quickstart_serves_what_it_prints_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["quickstart", "--port", "0", "--admin-port", "0", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let done = line.starts_with("Press Ctrl-C");
+            lines.push(line);
+            if done {
+                let _ = tx.send(lines.clone());
+            }
+        }
+    });
+    let lines = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("quickstart prints its instructions");
+    let text = lines.join("\n");
+    let port: u16 = text
+        .split("https://localhost:")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .expect("a port in the instructions");
+    assert!(text.contains("curl --cacert"), "{text}");
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let mk = |id: Option<(&str, &str)>| {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(read("ca.crt").as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let b = rustls::ClientConfig::builder_with_provider(countersign::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let cfg = match id {
+            Some((c, k)) => {
+                let certs = rustls_pki_types::CertificateDer::pem_slice_iter(read(c).as_bytes())
+                    .map(|c| c.unwrap())
+                    .collect();
+                let key =
+                    rustls_pki_types::PrivateKeyDer::from_pem_slice(read(k).as_bytes()).unwrap();
+                b.with_client_auth_cert(certs, key).unwrap()
+            }
+            None => b.with_no_client_auth(),
+        };
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(cfg)
+            .build()
+            .unwrap()
+    };
+    let url = format!("https://localhost:{port}/hello");
+    let r = mk(Some(("client.crt", "client.key")))
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(echoed(&v, "x-countersign-cert-subject"), ["CN=tyk-edge"]);
+    assert!(
+        mk(None).get(&url).send().await.is_err(),
+        "no certificate: refused at the handshake"
+    );
+    let r = mk(Some(("intruder.crt", "intruder.key")))
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
 }
