@@ -6,5 +6,6 @@
 pub mod config;
 pub mod headers;
 pub mod policy;
+pub mod registry;
 pub mod reject;
 pub mod sys;
