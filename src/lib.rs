@@ -7,5 +7,6 @@ pub mod config;
 pub mod headers;
 pub mod policy;
 pub mod registry;
+pub mod signature;
 pub mod reject;
 pub mod sys;
