@@ -10,3 +10,4 @@ pub mod registry;
 pub mod signature;
 pub mod reject;
 pub mod sys;
+pub mod tools;
