@@ -7,7 +7,7 @@ pub mod config;
 pub mod headers;
 pub mod policy;
 pub mod registry;
-pub mod signature;
 pub mod reject;
+pub mod signature;
 pub mod sys;
 pub mod tools;

@@ -1174,7 +1174,8 @@ fn validate_date_zones(list: &[String], p: &mut Problems) -> Vec<(String, i32)> 
         let parsed = z.split_once('=').and_then(|(name, off)| {
             let name = name.trim();
             let off = off.trim();
-            let valid_name = (2..=6).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_uppercase());
+            let valid_name =
+                (2..=6).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_uppercase());
             let sign = match off.as_bytes().first() {
                 Some(b'+') => 1,
                 Some(b'-') => -1,
@@ -1182,8 +1183,11 @@ fn validate_date_zones(list: &[String], p: &mut Problems) -> Vec<(String, i32)> 
             };
             let (h, m) = off[1..].split_once(':')?;
             let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
-            (valid_name && h.to_string().len() <= 2 && (0..=14).contains(&h) && (0..60).contains(&m))
-                .then(|| (name.to_string(), sign * (h * 3600 + m * 60)))
+            (valid_name
+                && h.to_string().len() <= 2
+                && (0..=14).contains(&h)
+                && (0..60).contains(&m))
+            .then(|| (name.to_string(), sign * (h * 3600 + m * 60)))
         });
         match parsed {
             Some(z) => out.push(z),

@@ -96,14 +96,17 @@ impl Algorithm {
             Algorithm::RsaPssSha512 => &["rsa-pss-sha512"],
             Algorithm::EcdsaP256Sha256 => &["ecdsa-p256-sha256", "ecdsa-sha256"],
             Algorithm::EcdsaP384Sha384 => &["ecdsa-p384-sha384", "ecdsa-sha384"],
-            Algorithm::Ed25519 => &["ed25519"],
+            Algorithm::Ed25519 => &["ed25519", "ed25519-sha512"],
         }
     }
 
     /// True when a request naming `requested` may be verified with this algorithm.
     pub fn accepts_name(self, requested: &str) -> bool {
         requested.eq_ignore_ascii_case("hs2019")
-            || self.names().iter().any(|n| n.eq_ignore_ascii_case(requested))
+            || self
+                .names()
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(requested))
     }
 
     /// The key material this algorithm needs.

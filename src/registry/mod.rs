@@ -123,9 +123,7 @@ impl Key {
     /// The registered signature algorithm (`None` for API keys).
     pub fn algorithm(&self) -> Option<Algorithm> {
         match &self.kind {
-            KeyKind::Hmac { algorithm, .. } | KeyKind::Public { algorithm, .. } => {
-                Some(*algorithm)
-            }
+            KeyKind::Hmac { algorithm, .. } | KeyKind::Public { algorithm, .. } => Some(*algorithm),
             KeyKind::ApiKey { .. } => None,
         }
     }
@@ -394,8 +392,9 @@ fn build(
     };
     let mut reg = Registry::default();
     if raw.keys.is_empty() {
-        reg.warnings
-            .push(format!("{file}: keys: the registry has no keys (every signature and API key will be refused)"));
+        reg.warnings.push(format!(
+            "{file}: keys: the registry has no keys (every signature and API key will be refused)"
+        ));
     }
     for (i, rk) in raw.keys.into_iter().enumerate() {
         let f = format!("keys[{i}]");
@@ -592,7 +591,10 @@ fn key_kind(
         if rk.public_key.is_some() {
             p.field(
                 &format!("{f}.public_key"),
-                format!("{} takes a shared secret, not a public key", algorithm.name()),
+                format!(
+                    "{} takes a shared secret, not a public key",
+                    algorithm.name()
+                ),
             );
             return None;
         }
@@ -671,10 +673,7 @@ fn key_kind(
         (None, None) => {
             p.field(
                 &format!("{f}.public_key"),
-                format!(
-                    "required for {} (a PEM file, or jwk)",
-                    algorithm.name()
-                ),
+                format!("required for {} (a PEM file, or jwk)", algorithm.name()),
             );
             return None;
         }
@@ -749,7 +748,8 @@ fn hmac_secret(
         p.field(
             f,
             if given.is_empty() {
-                "an HMAC key needs one of secret_env, secret_file, secret_base64, secret or jwk".to_string()
+                "an HMAC key needs one of secret_env, secret_file, secret_base64, secret or jwk"
+                    .to_string()
             } else {
                 format!("give only one of {}", given.join(", "))
             },
@@ -835,8 +835,7 @@ mod tests {
             r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"jwk-file","x":"JrQLj5P_89iXES9-vFgrIy29clF9CC_oPPsw3c5D0bs"}]}"#,
         )
         .unwrap();
-        let yaml = format!(
-            "keys:
+        let yaml = "keys:
   - id: env
     algorithm: hmac-sha256
     secret_env: COUNTERSIGN_TEST_SECRET_A
@@ -861,25 +860,41 @@ mod tests {
     jwk: jwks.json
   - id: jwk-inline
     algorithm: ed25519
-    jwk: {{kty: OKP, crv: Ed25519, x: JrQLj5P_89iXES9-vFgrIy29clF9CC_oPPsw3c5D0bs}}
+    jwk: {kty: OKP, crv: Ed25519, x: JrQLj5P_89iXES9-vFgrIy29clF9CC_oPPsw3c5D0bs}
   - id: job
     api_key_sha256: 9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08
     ip_allow: [10.1.2.0/24]
-"
-        );
-        let r = Registry::from_yaml_str(&yaml, Path::new("keys.yaml"), dir.path(), &settings())
-            .unwrap();
+";
+        let r =
+            Registry::from_yaml_str(yaml, Path::new("keys.yaml"), dir.path(), &settings()).unwrap();
         assert_eq!(r.len(), 8);
         let env = r.get("env").unwrap();
         assert_eq!(env.fingerprint, fingerprint(b"from-env"));
         // The trailing newline of the file is not part of the secret.
-        assert_eq!(r.get("file").unwrap().fingerprint, fingerprint(b"from-file"));
-        assert_eq!(r.get("b64").unwrap().fingerprint, fingerprint(&[0, 1, 2, 3]));
+        assert_eq!(
+            r.get("file").unwrap().fingerprint,
+            fingerprint(b"from-file")
+        );
+        assert_eq!(
+            r.get("b64").unwrap().fingerprint,
+            fingerprint(&[0, 1, 2, 3])
+        );
         let pem = r.get("pem").unwrap();
         assert_eq!(pem.required, vec!["(request-target)", "digest"]);
-        assert!(pem.ip_allow.as_ref().unwrap().contains("10.9.9.9".parse().unwrap()));
-        assert!(pem.check_validity(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)).is_err());
-        assert!(pem.check_validity(SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000)).is_ok());
+        assert!(
+            pem.ip_allow
+                .as_ref()
+                .unwrap()
+                .contains("10.9.9.9".parse().unwrap())
+        );
+        assert!(
+            pem.check_validity(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+                .is_err()
+        );
+        assert!(
+            pem.check_validity(SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000))
+                .is_ok()
+        );
         assert_eq!(pem.fingerprint, r.get("jwk-file").unwrap().fingerprint);
         assert_eq!(pem.fingerprint, r.get("jwk-inline").unwrap().fingerprint);
         assert_eq!(pem.id_header, "pem");
@@ -890,22 +905,43 @@ mod tests {
         // The summary never holds a secret.
         let s = r.summary();
         assert_eq!(s[0].algorithm, "hmac-sha256");
-        assert_eq!(s[4].validity, "2026-01-01T00:00:00Z .. 2027-06-30T00:00:00Z");
+        assert_eq!(
+            s[4].validity,
+            "2026-01-01T00:00:00Z .. 2027-06-30T00:00:00Z"
+        );
         assert_eq!(s[7].algorithm, "api-key");
         assert_eq!(s[7].ip_allow, vec!["10.1.2.0/24"]);
         assert!(!format!("{s:?}").contains("from-env"));
         // Warnings: the inline secret and short secrets.
         let w = r.warnings().join("\n");
-        assert!(w.contains("keys[2] (inline): the secret is written inline"), "{w}");
+        assert!(
+            w.contains("keys[2] (inline): the secret is written inline"),
+            "{w}"
+        );
         assert!(w.contains("keys[0] (env): the secret is 8 bytes"), "{w}");
     }
 
     #[test]
     fn json_has_the_same_shape() {
         let json = r#"{"keys":[{"id":"a","algorithm":"hmac-sha256","secret_base64":"AAECAw=="},{"id":"b","algorithm":"rsa-sha256","public_key":"test-key-rsa.pub.pem"}]}"#;
-        let r = Registry::from_bytes(json.as_bytes(), Format::Json, Path::new("keys.json"), &keys_dir(), &settings()).unwrap();
+        let r = Registry::from_bytes(
+            json.as_bytes(),
+            Format::Json,
+            Path::new("keys.json"),
+            &keys_dir(),
+            &settings(),
+        )
+        .unwrap();
         assert_eq!(r.len(), 2);
-        let e = Registry::from_bytes(br#"{"keys":[{"id":"a","algoritm":"x"}]}"#, Format::Json, Path::new("keys.json"), &keys_dir(), &settings()).unwrap_err().to_string();
+        let e = Registry::from_bytes(
+            br#"{"keys":[{"id":"a","algoritm":"x"}]}"#,
+            Format::Json,
+            Path::new("keys.json"),
+            &keys_dir(),
+            &settings(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("keys.json: keys[0]"), "{e}");
         assert!(e.contains("unknown field `algoritm`"), "{e}");
         assert_eq!(Format::from_path(Path::new("/x/k.JSON")), Format::Json);
@@ -915,29 +951,98 @@ mod tests {
     #[test]
     fn problems_name_the_entry_and_field() {
         let cases = [
-            ("keys:\n  - id: a\n    algoritm: hmac-sha256\n", "unknown field `algoritm`"),
-            ("keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret: x\n  - id: a\n    algorithm: hmac-sha256\n    secret: y\n", "keys.yaml: keys[1].id: `a` is already used by another entry"),
-            ("keys:\n  - algorithm: hmac-sha256\n    secret: x\n", "keys.yaml: keys[0].id: required"),
-            ("keys:\n  - id: a\n    algorithm: hmac-md5\n    secret: x\n", "keys.yaml: keys[0].algorithm: `hmac-md5` is not one of"),
-            ("keys:\n  - id: a\n    algorithm: hmac-sha1\n    secret: x\n", "keys.yaml: keys[0].algorithm: hmac-sha1 is a legacy algorithm: set legacy_sha1: true"),
-            ("keys:\n  - id: a\n    algorithm: hmac-sha256\n    legacy_sha1: true\n    secret: x\n", "keys.yaml: keys[0].legacy_sha1: only applies"),
-            ("keys:\n  - id: a\n    algorithm: hmac-sha256\n", "keys.yaml: keys[0]: an HMAC key needs one of"),
-            ("keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret: x\n    secret_base64: AA==\n", "give only one of secret, secret_base64"),
-            ("keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret_env: COUNTERSIGN_TEST_UNSET_VAR\n", "keys.yaml: keys[0].secret_env: environment variable COUNTERSIGN_TEST_UNSET_VAR is not set"),
-            ("keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret_base64: \"not base64!\"\n", "keys.yaml: keys[0].secret_base64: not standard base64"),
-            ("keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret_file: nope.txt\n", "keys.yaml: keys[0].secret_file: nope.txt: file not found"),
-            ("keys:\n  - id: a\n    algorithm: rsa-sha256\n    public_key: test-key-rsa.priv.pem\n", "keys.yaml: keys[0].public_key: test-key-rsa.priv.pem: holds a private key"),
-            ("keys:\n  - id: a\n    algorithm: rsa-sha256\n    public_key: test-shared-secret.b64\n", "keys.yaml: keys[0].public_key: test-shared-secret.b64: not a PEM public key"),
-            ("keys:\n  - id: a\n    algorithm: rsa-sha256\n    public_key: test-key-ecc-p256.pub.pem\n", "a EC P-256 key cannot be used with rsa-v1_5-sha256"),
-            ("keys:\n  - id: a\n    algorithm: ed25519\n    secret: x\n", "keys[0].secret: ed25519 takes a public key"),
-            ("keys:\n  - id: a\n    algorithm: ed25519\n", "keys[0].public_key: required for ed25519"),
-            ("keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret: x\n    ip_allow: [300.0.0.0/8]\n", "keys.yaml: keys[0].ip_allow[0]:"),
-            ("keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret: x\n    not_after: tomorrow\n", "keys.yaml: keys[0].not_after: `tomorrow` is not an RFC 3339 time"),
-            ("keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret: x\n    not_before: 2027-01-01T00:00:00Z\n    not_after: 2026-01-01T00:00:00Z\n", "keys[0].not_after: must be after not_before"),
-            ("keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret: x\n    required: [\"@bogus\"]\n", "keys.yaml: keys[0].required[0]: `@bogus` is not a component name"),
-            ("keys:\n  - id: \"a b\"\n    algorithm: hmac-sha256\n    secret: x\n", "keys[0].id: must be printable ASCII"),
-            ("keys:\n  - id: a\n    api_key_sha256: abc\n", "keys[0].api_key_sha256: must be 64 hex digits"),
-            ("keys:\n  - id: a\n    api_key_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n    secret: x\n", "keys[0].secret: an API-key entry (api_key_sha256) takes no signing-key fields"),
+            (
+                "keys:\n  - id: a\n    algoritm: hmac-sha256\n",
+                "unknown field `algoritm`",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret: x\n  - id: a\n    algorithm: hmac-sha256\n    secret: y\n",
+                "keys.yaml: keys[1].id: `a` is already used by another entry",
+            ),
+            (
+                "keys:\n  - algorithm: hmac-sha256\n    secret: x\n",
+                "keys.yaml: keys[0].id: required",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: hmac-md5\n    secret: x\n",
+                "keys.yaml: keys[0].algorithm: `hmac-md5` is not one of",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: hmac-sha1\n    secret: x\n",
+                "keys.yaml: keys[0].algorithm: hmac-sha1 is a legacy algorithm: set legacy_sha1: true",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: hmac-sha256\n    legacy_sha1: true\n    secret: x\n",
+                "keys.yaml: keys[0].legacy_sha1: only applies",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: hmac-sha256\n",
+                "keys.yaml: keys[0]: an HMAC key needs one of",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret: x\n    secret_base64: AA==\n",
+                "give only one of secret, secret_base64",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret_env: COUNTERSIGN_TEST_UNSET_VAR\n",
+                "keys.yaml: keys[0].secret_env: environment variable COUNTERSIGN_TEST_UNSET_VAR is not set",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret_base64: \"not base64!\"\n",
+                "keys.yaml: keys[0].secret_base64: not standard base64",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret_file: nope.txt\n",
+                "keys.yaml: keys[0].secret_file: nope.txt: file not found",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: rsa-sha256\n    public_key: test-key-rsa.priv.pem\n",
+                "keys.yaml: keys[0].public_key: test-key-rsa.priv.pem: holds a private key",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: rsa-sha256\n    public_key: test-shared-secret.b64\n",
+                "keys.yaml: keys[0].public_key: test-shared-secret.b64: not a PEM public key",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: rsa-sha256\n    public_key: test-key-ecc-p256.pub.pem\n",
+                "a EC P-256 key cannot be used with rsa-v1_5-sha256",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: ed25519\n    secret: x\n",
+                "keys[0].secret: ed25519 takes a public key",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: ed25519\n",
+                "keys[0].public_key: required for ed25519",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret: x\n    ip_allow: [300.0.0.0/8]\n",
+                "keys.yaml: keys[0].ip_allow[0]:",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret: x\n    not_after: tomorrow\n",
+                "keys.yaml: keys[0].not_after: `tomorrow` is not an RFC 3339 time",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret: x\n    not_before: 2027-01-01T00:00:00Z\n    not_after: 2026-01-01T00:00:00Z\n",
+                "keys[0].not_after: must be after not_before",
+            ),
+            (
+                "keys:\n  - id: a\n    algorithm: hmac-sha256\n    secret: x\n    required: [\"@bogus\"]\n",
+                "keys.yaml: keys[0].required[0]: `@bogus` is not a component name",
+            ),
+            (
+                "keys:\n  - id: \"a b\"\n    algorithm: hmac-sha256\n    secret: x\n",
+                "keys[0].id: must be printable ASCII",
+            ),
+            (
+                "keys:\n  - id: a\n    api_key_sha256: abc\n",
+                "keys[0].api_key_sha256: must be 64 hex digits",
+            ),
+            (
+                "keys:\n  - id: a\n    api_key_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n    secret: x\n",
+                "keys[0].secret: an API-key entry (api_key_sha256) takes no signing-key fields",
+            ),
             ("  \n", "keys.yaml: the file is empty"),
         ];
         for (yaml, want) in cases {
@@ -945,7 +1050,8 @@ mod tests {
             assert!(e.contains(want), "{yaml}\n=> {e}");
         }
         // Every problem is reported, not just the first.
-        let e = err("keys:\n  - id: a\n    algorithm: nope\n  - id: b\n    algorithm: hmac-sha256\n");
+        let e =
+            err("keys:\n  - id: a\n    algorithm: nope\n  - id: b\n    algorithm: hmac-sha256\n");
         assert_eq!(e.lines().count(), 2, "{e}");
     }
 
@@ -956,17 +1062,52 @@ mod tests {
         let plain = pubkey::from_file_bytes(&pss, "").unwrap();
         // Re-publish the same key under id-RSASSA-PSS.
         let spki = spki::SubjectPublicKeyInfoRef {
-            algorithm: spki::AlgorithmIdentifierRef { oid: pubkey::OID_RSA_PSS, parameters: None },
+            algorithm: spki::AlgorithmIdentifierRef {
+                oid: pubkey::OID_RSA_PSS,
+                parameters: None,
+            },
             subject_public_key: der::asn1::BitStringRef::from_bytes(&plain.ring_bytes).unwrap(),
         };
         let der = der::Encode::to_der(&spki).unwrap();
-        std::fs::write(dir.path().join("pss.pem"), pem::encode(&pem::Pem::new("PUBLIC KEY", der))).unwrap();
-        let ok = Registry::from_yaml_str("keys:\n  - id: p\n    algorithm: rsa-pss-sha512\n    public_key: pss.pem\n", Path::new("keys.yaml"), dir.path(), &settings());
+        std::fs::write(
+            dir.path().join("pss.pem"),
+            pem::encode(&pem::Pem::new("PUBLIC KEY", der)),
+        )
+        .unwrap();
+        let ok = Registry::from_yaml_str(
+            "keys:\n  - id: p\n    algorithm: rsa-pss-sha512\n    public_key: pss.pem\n",
+            Path::new("keys.yaml"),
+            dir.path(),
+            &settings(),
+        );
         assert!(ok.is_ok());
-        let e = Registry::from_yaml_str("keys:\n  - id: p\n    algorithm: rsa-sha256\n    public_key: pss.pem\n", Path::new("keys.yaml"), dir.path(), &settings()).unwrap_err().to_string();
-        assert!(e.contains("register it with algorithm: rsa-pss-sha512"), "{e}");
-        let big = SignatureSettings { min_rsa_bits: 3072, ..settings() };
-        let e = Registry::from_yaml_str("keys:\n  - id: p\n    algorithm: rsa-pss-sha512\n    public_key: pss.pem\n", Path::new("keys.yaml"), dir.path(), &big).unwrap_err().to_string();
-        assert!(e.contains("a 2048-bit RSA key is below signature.min_rsa_bits (3072)"), "{e}");
+        let e = Registry::from_yaml_str(
+            "keys:\n  - id: p\n    algorithm: rsa-sha256\n    public_key: pss.pem\n",
+            Path::new("keys.yaml"),
+            dir.path(),
+            &settings(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("register it with algorithm: rsa-pss-sha512"),
+            "{e}"
+        );
+        let big = SignatureSettings {
+            min_rsa_bits: 3072,
+            ..settings()
+        };
+        let e = Registry::from_yaml_str(
+            "keys:\n  - id: p\n    algorithm: rsa-pss-sha512\n    public_key: pss.pem\n",
+            Path::new("keys.yaml"),
+            dir.path(),
+            &big,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("a 2048-bit RSA key is below signature.min_rsa_bits (3072)"),
+            "{e}"
+        );
     }
 }

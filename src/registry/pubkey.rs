@@ -133,7 +133,10 @@ pub fn from_pkcs1_der(der: &[u8], pss_only: bool) -> Result<PublicKey, String> {
         return Err("the RSA modulus is not odd".to_string());
     }
     if e.is_empty() || e[e.len() - 1] & 1 == 0 || (e.len() == 1 && e[0] < 3) || e.len() > 4 {
-        return Err("the RSA public exponent is not usable (must be odd, at least 3, at most 32 bits)".to_string());
+        return Err(
+            "the RSA public exponent is not usable (must be odd, at least 3, at most 32 bits)"
+                .to_string(),
+        );
     }
     let bits = n.len() * 8 - n[0].leading_zeros() as usize;
     let pkcs1 = k.to_der().map_err(|e| e.to_string())?;
@@ -305,7 +308,8 @@ mod tests {
     #[test]
     fn pkcs1_and_spki_pem_give_the_same_key() {
         let a = from_file_bytes(&read("rfc9421/keys/test-key-rsa.pub.pem"), "").unwrap();
-        let b = from_file_bytes(&read("rfc9421/keys/derived/test-key-rsa.pub.spki.pem"), "").unwrap();
+        let b =
+            from_file_bytes(&read("rfc9421/keys/derived/test-key-rsa.pub.spki.pem"), "").unwrap();
         assert_eq!(a.ring_bytes, b.ring_bytes);
         assert_eq!(a.spki_der, b.spki_der);
         assert_eq!(a.rsa_bits, 2048);
@@ -338,10 +342,7 @@ mod tests {
         // The published JWKS holds private keys: refused with a clear message.
         let e = from_jwk_or_set(&jwks, "test-key-ecc-p256").unwrap_err();
         assert!(e.contains("private key"), "{e}");
-        for (kid, expect) in [
-            ("test-key-ecc-p256", &ec),
-            ("test-key-ed25519", &ed),
-        ] {
+        for (kid, expect) in [("test-key-ecc-p256", &ec), ("test-key-ed25519", &ed)] {
             let mut k = jwks["keys"]
                 .as_array()
                 .unwrap()
@@ -376,8 +377,11 @@ mod tests {
         assert!(e.contains("private key"), "{e}");
         let e = from_file_bytes(b"hello", "").unwrap_err();
         assert!(e.contains("not a PEM public key"), "{e}");
-        let e = from_file_bytes(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "")
-            .unwrap_err();
+        let e = from_file_bytes(
+            b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+            "",
+        )
+        .unwrap_err();
         assert!(e.contains("SubjectPublicKeyInfo"), "{e}");
     }
 
@@ -390,6 +394,9 @@ mod tests {
             .unwrap();
         let k = from_file_bytes(cert.pem().as_bytes(), "").unwrap();
         assert_eq!(k.key_type, KeyType::P256);
-        assert_eq!(k.spki_der, pem::parse(kp.public_key_pem()).unwrap().contents());
+        assert_eq!(
+            k.spki_der,
+            pem::parse(kp.public_key_pem()).unwrap().contents()
+        );
     }
 }

@@ -31,7 +31,9 @@ pub enum ParseError {
     #[error("more than {MAX_PARAMS} signature parameters")]
     TooMany,
     /// Not `name="value"` pairs.
-    #[error("the signature parameters are not name=\"value\" pairs separated by commas (at byte {0})")]
+    #[error(
+        "the signature parameters are not name=\"value\" pairs separated by commas (at byte {0})"
+    )]
     Syntax(usize),
     /// A quoted value without its closing quote.
     #[error("a quoted value is not closed")]
@@ -174,7 +176,8 @@ pub fn parse(input: &str) -> Result<Params<'_>, ParseError> {
             Cow::Borrowed(&input[vstart..i])
         };
         let mut ignored = None;
-        let slot: (&'static str, &mut Option<Cow<'_, str>>) = if name.eq_ignore_ascii_case("keyid") {
+        let slot: (&'static str, &mut Option<Cow<'_, str>>) = if name.eq_ignore_ascii_case("keyid")
+        {
             ("keyId", &mut key_id)
         } else if name.eq_ignore_ascii_case("algorithm") {
             ("algorithm", &mut algorithm)
@@ -359,7 +362,8 @@ pub fn push_field(out: &mut Vec<u8>, msg: &Message<'_>, name: &str, first_only: 
         out.extend_from_slice(trim_ows(v.as_bytes()));
         any = true;
     }
-    if !any && name == "host"
+    if !any
+        && name == "host"
         && let Some(a) = msg.authority
     {
         out.extend_from_slice(a.as_bytes());
@@ -423,7 +427,10 @@ pub fn signing_string(
             }
             _ => {
                 if q.tyk_compat && name == "date" {
-                    let aux = msg.headers.get("x-aux-date").map(|v| trim_ows(v.as_bytes()));
+                    let aux = msg
+                        .headers
+                        .get("x-aux-date")
+                        .map(|v| trim_ows(v.as_bytes()));
                     if let Some(aux) = aux
                         && !aux.is_empty()
                     {
@@ -518,12 +525,27 @@ mod tests {
             assert_eq!(parse(s).unwrap_err(), e, "{s}");
         }
         assert!(matches!(parse("keyId \"k\""), Err(ParseError::Syntax(_))));
-        assert!(matches!(parse("keyId=\"k\",,signature=\"x\""), Err(ParseError::Syntax(_))));
-        assert!(matches!(parse("keyId=\"k\",signature=\"x\","), Err(ParseError::Syntax(_))));
-        assert!(matches!(parse("keyId=\"k\" signature=\"x\""), Err(ParseError::Syntax(_))));
-        let many = (0..20).map(|i| format!("p{i}=\"v\"")).collect::<Vec<_>>().join(",");
+        assert!(matches!(
+            parse("keyId=\"k\",,signature=\"x\""),
+            Err(ParseError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse("keyId=\"k\",signature=\"x\","),
+            Err(ParseError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse("keyId=\"k\" signature=\"x\""),
+            Err(ParseError::Syntax(_))
+        ));
+        let many = (0..20)
+            .map(|i| format!("p{i}=\"v\""))
+            .collect::<Vec<_>>()
+            .join(",");
         assert_eq!(parse(&many).unwrap_err(), ParseError::TooMany);
-        assert_eq!(parse(&"a".repeat(MAX_LEN + 1)).unwrap_err(), ParseError::TooLong);
+        assert_eq!(
+            parse(&"a".repeat(MAX_LEN + 1)).unwrap_err(),
+            ParseError::TooLong
+        );
     }
 
     #[test]
@@ -535,7 +557,9 @@ mod tests {
         assert_eq!(up, raw);
         assert_eq!(low, raw);
         assert_eq!(raw.len(), 20);
-        for bad in ["j27%2", "j27%zz", "abc", "ab=c", "YWJj\n", "YWI", "YW I=", ""] {
+        for bad in [
+            "j27%2", "j27%zz", "abc", "ab=c", "YWJj\n", "YWI", "YW I=", "",
+        ] {
             assert!(decode_signature(bad).is_err(), "{bad}");
         }
         // Non-canonical trailing bits are refused (strict).

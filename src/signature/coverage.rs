@@ -128,7 +128,14 @@ mod tests {
             names: vec!["(request-target)", "x-request-id", "accept", "date"],
             created: false,
         };
-        assert!(missing(&tyk, &req(&["(request-target)", "date"]), &req(&["x-request-id"])).is_empty());
+        assert!(
+            missing(
+                &tyk,
+                &req(&["(request-target)", "date"]),
+                &req(&["x-request-id"])
+            )
+            .is_empty()
+        );
         assert_eq!(
             missing(&tyk, &req(&["digest"]), &req(&["@scheme", "@method"])),
             vec!["digest", "@scheme"]

@@ -93,7 +93,10 @@ pub fn parse(s: &str, extra: &[(String, i32)]) -> Result<SystemTime, DateError> 
         return Err(DateError::Shape);
     };
     let wd_idx = DAYS.iter().position(|d| *d == wd).ok_or(DateError::Shape)?;
-    let month_idx = MONTHS.iter().position(|m| *m == mon).ok_or(DateError::Shape)?;
+    let month_idx = MONTHS
+        .iter()
+        .position(|m| *m == mon)
+        .ok_or(DateError::Shape)?;
     let day: u8 = match day.len() {
         1 | 2 if day.bytes().all(|b| b.is_ascii_digit()) => {
             day.parse().map_err(|_| DateError::Shape)?

@@ -68,7 +68,10 @@ pub fn check_digest(value: &[u8], body: &[u8]) -> Result<(), String> {
             return Err("Digest lists more than 8 algorithms".to_string());
         }
         let Some((alg, b64)) = part.trim().split_once('=') else {
-            return Err(format!("Digest entry `{}` is not ALGORITHM=VALUE", part.trim()));
+            return Err(format!(
+                "Digest entry `{}` is not ALGORITHM=VALUE",
+                part.trim()
+            ));
         };
         let alg = alg.trim();
         let which = if alg.eq_ignore_ascii_case("sha-256") {
@@ -103,12 +106,23 @@ pub fn check_content_digest(value: &[u8], body: &[u8]) -> Result<(), String> {
             _ => continue,
         };
         let sfv::ListEntry::Item(item) = v else {
-            return Err(format!("Content-Digest {} is not a byte sequence", k.as_str()));
+            return Err(format!(
+                "Content-Digest {} is not a byte sequence",
+                k.as_str()
+            ));
         };
         let Some(expected) = item.bare_item.as_byte_sequence() else {
-            return Err(format!("Content-Digest {} is not a byte sequence", k.as_str()));
+            return Err(format!(
+                "Content-Digest {} is not a byte sequence",
+                k.as_str()
+            ));
         };
-        compare(&format!("Content-Digest {}", k.as_str()), expected, body, which)?;
+        compare(
+            &format!("Content-Digest {}", k.as_str()),
+            expected,
+            body,
+            which,
+        )?;
         checked += 1;
     }
     if checked == 0 {
@@ -153,7 +167,11 @@ mod tests {
     #[test]
     fn published_values_match() {
         // draft-cavage-10 Appendix C and RFC 9421 test-request.
-        check_digest(b"SHA-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=", BODY).unwrap();
+        check_digest(
+            b"SHA-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=",
+            BODY,
+        )
+        .unwrap();
         check_content_digest(
             b"sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:",
             BODY,
@@ -174,7 +192,11 @@ mod tests {
         let c = content_digest_value(DigestAlg::Sha512, BODY);
         check_content_digest(c.as_bytes(), BODY).unwrap();
         assert!(check_content_digest(c.as_bytes(), b"").is_err());
-        assert!(check_digest(b"MD5=abc", BODY).unwrap_err().contains("no SHA-256"));
+        assert!(
+            check_digest(b"MD5=abc", BODY)
+                .unwrap_err()
+                .contains("no SHA-256")
+        );
         assert!(check_content_digest(b"md5=:AAAA:", BODY).is_err());
         assert!(check_content_digest(b"sha-256=abc", BODY).is_err());
         // A correct and a wrong value together: refused.

@@ -63,6 +63,19 @@ pub struct Explanation {
     pub verdict: Result<Verified, Denial>,
 }
 
+/// A line with control characters escaped (quotes and non-ASCII text kept as they are).
+fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn hints(stage: Stage, scheme: Scheme) -> &'static [&'static str] {
     match (stage, scheme) {
         (Stage::Signature, Scheme::Cavage) => &[
@@ -81,9 +94,9 @@ fn hints(stage: Stage, scheme: Scheme) -> &'static [&'static str] {
             "compare the signer's clock with this one (`date -u`)",
             "Tyk writes Date in the gateway's local time zone: run it with TZ=UTC, or map the zone in signature.date_zones",
         ],
-        (Stage::Key, _) => &[
-            "the key id must match an `id` in the key registry exactly (case-sensitive)",
-        ],
+        (Stage::Key, _) => {
+            &["the key id must match an `id` in the key registry exactly (case-sensitive)"]
+        }
         (Stage::Coverage, Scheme::Cavage) => &[
             "with Tyk, leave request_signing.header_list empty to sign (request-target) and every header, or list exactly what signature.required asks for",
         ],
@@ -132,8 +145,12 @@ impl fmt::Display for Explanation {
                 writeln!(f, "  key id:     {k}")?;
             }
             match (&a.key_algorithm, &a.requested_algorithm) {
-                (Some(k), Some(r)) => writeln!(f, "  algorithm:  {k} (registered); the request names {r}")?,
-                (Some(k), None) => writeln!(f, "  algorithm:  {k} (registered); the request names none")?,
+                (Some(k), Some(r)) => {
+                    writeln!(f, "  algorithm:  {k} (registered); the request names {r}")?
+                }
+                (Some(k), None) => {
+                    writeln!(f, "  algorithm:  {k} (registered); the request names none")?
+                }
                 (None, Some(r)) => writeln!(f, "  algorithm:  the request names {r}")?,
                 (None, None) => {}
             }
@@ -161,7 +178,7 @@ impl fmt::Display for Explanation {
                     b.len()
                 )?;
                 for line in text.split('\n') {
-                    writeln!(f, "    │{}", line.escape_debug())?;
+                    writeln!(f, "    │{}", printable(line))?;
                 }
             }
             for n in &a.notes {

@@ -308,11 +308,9 @@ impl Verifier {
             Some(p) => strip_prefix(req.target, p).unwrap_or(Cow::Borrowed(req.target)),
             None => Cow::Borrowed(req.target),
         };
-        let authority = req.authority.or_else(|| {
-            req.headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
+        let authority = req
+            .authority
+            .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()));
         let msg = Message {
             method: req.method.as_str(),
             target: &target,
@@ -442,7 +440,9 @@ impl Verifier {
                 consider(fail(
                     Stage::Parse,
                     Reject::SignatureMissing,
-                    format!("a draft-cavage signature was sent in {shown_name}, but signature.schemes does not accept cavage"),
+                    format!(
+                        "a draft-cavage signature was sent in {shown_name}, but signature.schemes does not accept cavage"
+                    ),
                 ));
                 continue;
             }
@@ -579,9 +579,7 @@ impl Verifier {
             } else {
                 m.push_str(&format!("key `{}` requires it (required:)", key.id));
             }
-            if c.scheme() == Scheme::Cavage
-                && missing.contains(&"(request-target)")
-            {
+            if c.scheme() == Scheme::Cavage && missing.contains(&"(request-target)") {
                 m.push_str("; a Tyk header_list always drops (request-target): leave header_list empty, or lower signature.required");
             }
             step!(tr, Stage::Coverage, false, "{m}");
@@ -733,7 +731,10 @@ impl Verifier {
             true,
             "keyId=\"{}\" algorithm={} headers=\"{covered}\", {}-byte signature",
             shown(&p.key_id),
-            p.algorithm.as_deref().map(shown).unwrap_or_else(|| "(none)".to_string()),
+            p.algorithm
+                .as_deref()
+                .map(shown)
+                .unwrap_or_else(|| "(none)".to_string()),
             sig.len()
         );
         let key = self.key_stage(&p.key_id, p.algorithm.as_deref(), req, now, tr)?;
@@ -809,7 +810,9 @@ impl Verifier {
         };
         if p.headers.iter().any(|h| h == "date") {
             let (name, value) = match msg.headers.get("x-aux-date") {
-                Some(v) if self.settings.tyk_compat && !v.as_bytes().is_empty() => ("X-Aux-Date", Some(v)),
+                Some(v) if self.settings.tyk_compat && !v.as_bytes().is_empty() => {
+                    ("X-Aux-Date", Some(v))
+                }
                 _ => ("Date", msg.headers.get(header::DATE)),
             };
             if let Some(v) = value {
@@ -837,15 +840,29 @@ impl Verifier {
         if cover.expires
             && let Some(e) = p.expires
         {
-            tighten(self.expires_check(e, now_s).map_err(|m| fresh_fail(m, tr))?);
+            tighten(
+                self.expires_check(e, now_s)
+                    .map_err(|m| fresh_fail(m, tr))?,
+            );
         }
         let fresh_until = match until {
             Some(u) => {
-                step!(tr, Stage::Freshness, true, "fresh until {}", crate::registry::rfc3339(date::from_unix(u)));
+                step!(
+                    tr,
+                    Stage::Freshness,
+                    true,
+                    "fresh until {}",
+                    crate::registry::rfc3339(date::from_unix(u))
+                );
                 date::from_unix(u)
             }
             None => {
-                step!(tr, Stage::Freshness, true, "no signed time is covered: freshness cannot be checked");
+                step!(
+                    tr,
+                    Stage::Freshness,
+                    true,
+                    "no signed time is covered: freshness cannot be checked"
+                );
                 self.unsigned_until(now)
             }
         };
@@ -874,14 +891,7 @@ impl Verifier {
         if let Some(a) = tr.as_mut() {
             a.covered = s.components.iter().map(|c| c.id.clone()).collect();
         }
-        step!(
-            tr,
-            Stage::Parse,
-            true,
-            "{}={}",
-            s.label,
-            s.params
-        );
+        step!(tr, Stage::Parse, true, "{}={}", s.label, s.params);
         let Some(keyid) = s.keyid.as_deref() else {
             let m = format!("signature `{}` has no keyid parameter", s.label);
             step!(tr, Stage::Key, false, "{m}");
@@ -960,7 +970,10 @@ impl Verifier {
                 self.window(&format!("created={c}"), c, now_s)
                     .map_err(|m| fresh_fail(m, tr))?,
             );
-        } else if s.components.iter().any(|c| c.name == "date" && c.covers_whole())
+        } else if s
+            .components
+            .iter()
+            .any(|c| c.name == "date" && c.covers_whole())
             && let Some(v) = msg.headers.get(header::DATE)
         {
             let text = String::from_utf8_lossy(v.as_bytes());
@@ -970,21 +983,38 @@ impl Verifier {
                 fail(Stage::Freshness, Reject::MalformedSignature, m)
             })?;
             until = Some(
-                self.window(&format!("the signed Date `{}`", shown(&text)), date::unix(t), now_s)
-                    .map_err(|m| fresh_fail(m, tr))?,
+                self.window(
+                    &format!("the signed Date `{}`", shown(&text)),
+                    date::unix(t),
+                    now_s,
+                )
+                .map_err(|m| fresh_fail(m, tr))?,
             );
         }
         if let Some(e) = s.expires {
-            let u = self.expires_check(e, now_s).map_err(|m| fresh_fail(m, tr))?;
+            let u = self
+                .expires_check(e, now_s)
+                .map_err(|m| fresh_fail(m, tr))?;
             until = Some(until.map_or(u, |x| x.min(u)));
         }
         let fresh_until = match until {
             Some(u) => {
-                step!(tr, Stage::Freshness, true, "fresh until {}", crate::registry::rfc3339(date::from_unix(u)));
+                step!(
+                    tr,
+                    Stage::Freshness,
+                    true,
+                    "fresh until {}",
+                    crate::registry::rfc3339(date::from_unix(u))
+                );
                 date::from_unix(u)
             }
             None => {
-                step!(tr, Stage::Freshness, true, "no signed time: freshness cannot be checked");
+                step!(
+                    tr,
+                    Stage::Freshness,
+                    true,
+                    "no signed time: freshness cannot be checked"
+                );
                 self.unsigned_until(now)
             }
         };
@@ -1049,8 +1079,7 @@ const NOT_UNIQUE: [&str; 19] = [
 /// Warnings about the `signature:` settings for `countersign check`.
 pub fn config_warnings(s: &SignatureSettings) -> Vec<String> {
     let mut w = Vec::new();
-    if s.replay != ReplaySetting::Off
-        && s.required.iter().all(|r| NOT_UNIQUE.contains(&r.as_str()))
+    if s.replay != ReplaySetting::Off && s.required.iter().all(|r| NOT_UNIQUE.contains(&r.as_str()))
     {
         w.push(format!(
             "signature.replay is on, but signature.required ({}) has no component unique to each request: two identical requests signed in the same second (Tyk's default signs (request-target) and a one-second Date) will be refused as replays; have the gateway send and sign a request id (e.g. require x-request-id; see docs/signatures.md)",

@@ -121,7 +121,8 @@ mod tests {
         let e = r.check_and_record(tok, t(1300), t(1010)).unwrap_err();
         assert_eq!(e.reject, Reject::Replayed);
         // Another token (in the same shard) is fine.
-        r.check_and_record([7 + SHARDS as u8; 32], t(1300), t(1010)).unwrap();
+        r.check_and_record([7 + SHARDS as u8; 32], t(1300), t(1010))
+            .unwrap();
         // After expiry the entry is evicted.
         r.check_and_record(tok, t(1700), t(1301)).unwrap();
         assert_eq!(r.len(), 1);

@@ -113,7 +113,9 @@ fn flag_param(item: &Item, key: &str) -> Result<bool, String> {
     match item.params.get(key) {
         None => Ok(false),
         Some(BareItem::Boolean(true)) => Ok(true),
-        Some(_) => Err(format!("the component parameter `{key}` must be a plain flag")),
+        Some(_) => Err(format!(
+            "the component parameter `{key}` must be a plain flag"
+        )),
     }
 }
 
@@ -131,10 +133,14 @@ fn component(item: &Item) -> Result<Component, String> {
         }
     }
     if flag_param(item, "req")? {
-        return Err(format!("`{name}`;req binds a response to its request; countersign verifies requests"));
+        return Err(format!(
+            "`{name}`;req binds a response to its request; countersign verifies requests"
+        ));
     }
     if flag_param(item, "tr")? {
-        return Err(format!("`{name}`;tr covers a trailer, which is not supported"));
+        return Err(format!(
+            "`{name}`;tr covers a trailer, which is not supported"
+        ));
     }
     let sf = flag_param(item, "sf")?;
     let bs = flag_param(item, "bs")?;
@@ -142,7 +148,9 @@ fn component(item: &Item) -> Result<Component, String> {
     let query_name = string_param(item, "name")?;
     if name.starts_with('@') {
         if !DERIVED.contains(&name) {
-            return Err(format!("`{name}` is not a derived component countersign knows"));
+            return Err(format!(
+                "`{name}` is not a derived component countersign knows"
+            ));
         }
         if sf || bs || key.is_some() {
             return Err(format!("`{name}` takes no sf, bs or key parameter"));
@@ -156,9 +164,9 @@ fn component(item: &Item) -> Result<Component, String> {
         }
     } else {
         if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.!#$%&'*+^`|~".contains(&b))
+            || !name.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.!#$%&'*+^`|~".contains(&b)
+            })
         {
             return Err(format!("`{name}` is not a lower-case field name"));
         }
@@ -221,10 +229,14 @@ fn parse_one(
 ) -> Result<Signature, String> {
     let l = label.as_str();
     let ListEntry::InnerList(list) = entry else {
-        return Err(format!("Signature-Input `{l}` is not an inner list of components"));
+        return Err(format!(
+            "Signature-Input `{l}` is not an inner list of components"
+        ));
     };
     if list.items.len() > MAX_COMPONENTS {
-        return Err(format!("`{l}` covers more than {MAX_COMPONENTS} components"));
+        return Err(format!(
+            "`{l}` covers more than {MAX_COMPONENTS} components"
+        ));
     }
     let mut components: Vec<Component> = Vec::with_capacity(list.items.len());
     for item in &list.items {
@@ -284,7 +296,11 @@ fn parse_one(
         Some(ListEntry::InnerList(_)) => {
             return Err(format!("Signature `{l}` is not a byte sequence (:base64:)"));
         }
-        None => return Err(format!("Signature-Input has `{l}` but Signature has no `{l}`")),
+        None => {
+            return Err(format!(
+                "Signature-Input has `{l}` but Signature has no `{l}`"
+            ));
+        }
     };
     let mut ser = DictSerializer::new();
     ser.members(std::iter::once((label, entry)));
@@ -338,7 +354,9 @@ const QUERY_SET: &AsciiSet = &CONTROLS
 
 fn form_decode(s: &str) -> String {
     let plus = s.replace('+', " ");
-    percent_decode(plus.as_bytes()).decode_utf8_lossy().into_owned()
+    percent_decode(plus.as_bytes())
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn reencode(s: &str) -> String {
@@ -380,9 +398,8 @@ pub fn normalized_authority(scheme: &str, authority: &str) -> String {
 }
 
 fn serialize_sf(raw: &[u8], name: &str) -> Result<String, BaseError> {
-    let bad = |e: sfv::Error| {
-        BaseError::Invalid(format!("`{name}` is not a structured field: {e}"))
-    };
+    let bad =
+        |e: sfv::Error| BaseError::Invalid(format!("`{name}` is not a structured field: {e}"));
     if let Ok(d) = Parser::new(raw).parse::<Dictionary>() {
         let mut s = DictSerializer::new();
         s.members(d.iter());
@@ -627,8 +644,16 @@ mod tests {
             ("s=(\"@query-param\")", "s=:AAAA:", "needs a name"),
             ("s=(\"x\";req)", "s=:AAAA:", "req"),
             ("s=(\"x\";bs;sf)", "s=:AAAA:", "cannot combine"),
-            ("s=(\"@method\");created=\"x\"", "s=:AAAA:", "non-negative integer"),
-            ("s=(\"@method\");created=5;expires=4", "s=:AAAA:", "expires is before"),
+            (
+                "s=(\"@method\");created=\"x\"",
+                "s=:AAAA:",
+                "non-negative integer",
+            ),
+            (
+                "s=(\"@method\");created=5;expires=4",
+                "s=:AAAA:",
+                "expires is before",
+            ),
             ("s=(\"@method\")", "s=\"x\"", "byte sequence"),
             ("s=(method)", "s=:AAAA:", "quoted string"),
             ("s=(", "s=:AAAA:", "structured dictionary"),
@@ -638,7 +663,11 @@ mod tests {
             assert!(e.contains(want), "{si}: {e}");
         }
         let h = headers(&[("signature-input", "s=(\"@method\")")]);
-        assert!(parse(&msg(&h, "/")).unwrap_err().contains("Signature is not"));
+        assert!(
+            parse(&msg(&h, "/"))
+                .unwrap_err()
+                .contains("Signature is not")
+        );
     }
 
     #[test]
@@ -655,17 +684,32 @@ mod tests {
         assert!(one(&h, "/?a=1&a=2").unwrap_err().contains("more than once"));
         assert!(one(&h, "/?b=1").unwrap_err().contains("Absent"));
         assert_eq!(
-            String::from_utf8(one(&h, "/?a=x+y").unwrap()).unwrap().lines().next(),
+            String::from_utf8(one(&h, "/?a=x+y").unwrap())
+                .unwrap()
+                .lines()
+                .next(),
             Some("\"@query-param\";name=\"a\": x%20y")
         );
     }
 
     #[test]
     fn authority_normalization() {
-        assert_eq!(normalized_authority("https", "Example.com:443"), "example.com");
-        assert_eq!(normalized_authority("http", "example.com:8080"), "example.com:8080");
-        assert_eq!(normalized_authority("http", "EXAMPLE.com:80"), "example.com");
-        assert_eq!(normalized_authority("https", "example.com:80"), "example.com:80");
+        assert_eq!(
+            normalized_authority("https", "Example.com:443"),
+            "example.com"
+        );
+        assert_eq!(
+            normalized_authority("http", "example.com:8080"),
+            "example.com:8080"
+        );
+        assert_eq!(
+            normalized_authority("http", "EXAMPLE.com:80"),
+            "example.com"
+        );
+        assert_eq!(
+            normalized_authority("https", "example.com:80"),
+            "example.com:80"
+        );
     }
 
     proptest! {

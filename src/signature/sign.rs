@@ -91,7 +91,11 @@ impl Signer {
                     .map(|p| match p {
                         sec1::EcParameters::NamedCurve(o) => o,
                     })
-                    .unwrap_or(if want == KeyType::P384 { OID_P384 } else { OID_P256 });
+                    .unwrap_or(if want == KeyType::P384 {
+                        OID_P384
+                    } else {
+                        OID_P256
+                    });
                 let t = if curve == OID_P256 {
                     KeyType::P256
                 } else if curve == OID_P384 {
@@ -182,8 +186,12 @@ impl Signer {
             }
             Material::Ec(pkcs8) => {
                 let alg = match (self.algorithm, scheme) {
-                    (Algorithm::EcdsaP256Sha256, Scheme::Rfc9421) => &sig::ECDSA_P256_SHA256_FIXED_SIGNING,
-                    (Algorithm::EcdsaP256Sha256, Scheme::Cavage) => &sig::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    (Algorithm::EcdsaP256Sha256, Scheme::Rfc9421) => {
+                        &sig::ECDSA_P256_SHA256_FIXED_SIGNING
+                    }
+                    (Algorithm::EcdsaP256Sha256, Scheme::Cavage) => {
+                        &sig::ECDSA_P256_SHA256_ASN1_SIGNING
+                    }
                     (_, Scheme::Rfc9421) => &sig::ECDSA_P384_SHA384_FIXED_SIGNING,
                     (_, Scheme::Cavage) => &sig::ECDSA_P384_SHA384_ASN1_SIGNING,
                 };
@@ -255,10 +263,11 @@ pub fn cavage(
         tyk_compat: spec.tyk,
         absent_empty: false,
     };
-    let base = cavage::signing_string(msg, &params, quirks, &mut Vec::new()).map_err(|e| match e {
-        cavage::BuildError::Absent(h) => format!("the request has no `{h}` header to sign"),
-        cavage::BuildError::MissingParam(p) => format!("({p}) is listed but no {p} is set"),
-    })?;
+    let base =
+        cavage::signing_string(msg, &params, quirks, &mut Vec::new()).map_err(|e| match e {
+            cavage::BuildError::Absent(h) => format!("the request has no `{h}` header to sign"),
+            cavage::BuildError::MissingParam(p) => format!("({p}) is listed but no {p} is set"),
+        })?;
     let raw = STANDARD.encode(signer.sign(Scheme::Cavage, &base)?);
     let value = if spec.tyk && signer.is_hmac() {
         query_escape(&raw)
@@ -307,7 +316,10 @@ fn sf_string(s: &str) -> Result<String, String> {
     if !s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(format!("`{s}` must be printable ASCII"));
     }
-    Ok(format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
+    Ok(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
 }
 
 /// Turns `name;param=value;flag` into a structured-field item: `"name";param="value";flag`.
@@ -372,7 +384,10 @@ pub fn rfc9421(
         "signature",
         HeaderValue::from_str(&format!("{}=:AA==:", spec.label)).map_err(|e| e.to_string())?,
     );
-    let probe = Message { headers: &h, ..*msg };
+    let probe = Message {
+        headers: &h,
+        ..*msg
+    };
     let parsed = rfc9421::parse(&probe)?;
     let s = parsed.first().ok_or("nothing to sign")?;
     let base = rfc9421::signature_base(msg, s).map_err(|e| match e {

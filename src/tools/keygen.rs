@@ -58,14 +58,25 @@ fn random(n: usize) -> Result<Vec<u8>, String> {
 fn env_name(id: &str) -> String {
     let mut s: String = id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     s.push_str("_SECRET");
     s
 }
 
 /// Makes the key material for `alg` (`api-key` or a registry algorithm name).
-pub fn generate(alg: &str, id: Option<&str>, bits: usize, to_files: bool) -> Result<Generated, String> {
+pub fn generate(
+    alg: &str,
+    id: Option<&str>,
+    bits: usize,
+    to_files: bool,
+) -> Result<Generated, String> {
     if alg.eq_ignore_ascii_case("api-key") {
         let id = id.unwrap_or("api-client").to_string();
         let key = format!("csk_{}", URL_SAFE_NO_PAD.encode(random(32)?));
@@ -80,7 +91,12 @@ pub fn generate(alg: &str, id: Option<&str>, bits: usize, to_files: bool) -> Res
         } else {
             notes.insert(0, format!("API key: {key}"));
         }
-        return Ok(Generated { id, files, entry, notes });
+        return Ok(Generated {
+            id,
+            files,
+            entry,
+            notes,
+        });
     }
     let algorithm = Algorithm::from_name(alg).ok_or_else(|| {
         format!("`{alg}` is not an algorithm (hmac-sha256, rsa-sha256, rsa-pss-sha512, ecdsa-p256-sha256, ecdsa-p384-sha384, ed25519, api-key, ...)")
@@ -90,14 +106,20 @@ pub fn generate(alg: &str, id: Option<&str>, bits: usize, to_files: bool) -> Res
     } else {
         algorithm.name()
     };
-    let id = id.map(str::to_string).unwrap_or_else(|| format!("{name}-key"));
+    let id = id
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{name}-key"));
     let mut files = Vec::new();
     let mut notes = Vec::new();
     let entry;
     match algorithm.key_type() {
         KeyType::Secret => {
             // Printable, so it can be pasted into Tyk's `secret` (used as raw UTF-8 bytes there).
-            let len = if algorithm == Algorithm::HmacSha512 { 64 } else { 32 };
+            let len = if algorithm == Algorithm::HmacSha512 {
+                64
+            } else {
+                32
+            };
             let secret = URL_SAFE_NO_PAD.encode(random(len)?);
             let legacy = if algorithm == Algorithm::HmacSha1 {
                 "    legacy_sha1: true\n"
@@ -106,13 +128,16 @@ pub fn generate(alg: &str, id: Option<&str>, bits: usize, to_files: bool) -> Res
             };
             if to_files {
                 files.push((format!("{id}.secret"), secret.clone().into_bytes(), true));
-                entry = format!("  - id: {id}\n    algorithm: {name}\n{legacy}    secret_file: {id}.secret\n");
+                entry = format!(
+                    "  - id: {id}\n    algorithm: {name}\n{legacy}    secret_file: {id}.secret\n"
+                );
                 notes.push(format!(
                     "the secret is in {id}.secret (no newline); the signer uses the same characters as its key (Tyk: request_signing.secret)"
                 ));
             } else {
                 let var = env_name(&id);
-                entry = format!("  - id: {id}\n    algorithm: {name}\n{legacy}    secret_env: {var}\n");
+                entry =
+                    format!("  - id: {id}\n    algorithm: {name}\n{legacy}    secret_env: {var}\n");
                 notes.push(format!("secret: {secret}"));
                 notes.push(format!(
                     "the signer uses these exact characters as its key (Tyk: request_signing.secret); where countersign runs: export {var}='{secret}'"
@@ -162,8 +187,16 @@ pub fn generate(alg: &str, id: Option<&str>, bits: usize, to_files: bool) -> Res
                 _ => &rcgen::PKCS_ED25519,
             };
             let kp = rcgen::KeyPair::generate_for(sig_alg).map_err(|e| e.to_string())?;
-            files.push((format!("{id}.key.pem"), kp.serialize_pem().into_bytes(), true));
-            files.push((format!("{id}.pub.pem"), kp.public_key_pem().into_bytes(), false));
+            files.push((
+                format!("{id}.key.pem"),
+                kp.serialize_pem().into_bytes(),
+                true,
+            ));
+            files.push((
+                format!("{id}.pub.pem"),
+                kp.public_key_pem().into_bytes(),
+                false,
+            ));
             entry = format!("  - id: {id}\n    algorithm: {name}\n    public_key: {id}.pub.pem\n");
         }
     }
@@ -282,13 +315,22 @@ mod tests {
             } else {
                 use std::os::unix::fs::PermissionsExt as _;
                 let p = dir.path().join("k.key.pem");
-                assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+                assert_eq!(
+                    std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                    0o600
+                );
                 Signer::from_pem(a, &std::fs::read(p).unwrap()).unwrap()
             };
             for scheme in [Scheme::Cavage, Scheme::Rfc9421] {
                 let sig = signer.sign(scheme, b"message").unwrap();
-                assert!(crate::signature::alg::verify(key, scheme, b"message", &sig), "{alg}");
-                assert!(!crate::signature::alg::verify(key, scheme, b"messagE", &sig), "{alg}");
+                assert!(
+                    crate::signature::alg::verify(key, scheme, b"message", &sig),
+                    "{alg}"
+                );
+                assert!(
+                    !crate::signature::alg::verify(key, scheme, b"messagE", &sig),
+                    "{alg}"
+                );
             }
             // Never overwrite.
             assert!(write_all(dir.path(), &g).is_err());
@@ -309,7 +351,11 @@ mod tests {
         assert_eq!(&*reg.find_api_key(key.as_bytes()).unwrap().id, "job");
         assert!(reg.find_api_key(b"csk_wrong").is_none());
         let h = generate("hmac-sha256", Some("tyk-edge"), 2048, false).unwrap();
-        assert!(h.entry.contains("secret_env: TYK_EDGE_SECRET"), "{}", h.entry);
+        assert!(
+            h.entry.contains("secret_env: TYK_EDGE_SECRET"),
+            "{}",
+            h.entry
+        );
         assert!(generate("md5", None, 2048, false).is_err());
     }
 

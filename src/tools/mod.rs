@@ -32,8 +32,7 @@ pub fn write_public(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// `s` in single quotes for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
     {
         return s.to_string();

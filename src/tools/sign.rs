@@ -169,13 +169,19 @@ fn split_list(s: &str) -> Vec<String> {
 fn signer(args: &SignArgs, algorithm: Algorithm) -> Result<Signer, String> {
     if let Some(f) = &args.key_file {
         if algorithm.key_type() == KeyType::Secret {
-            return Err(format!("{} takes a secret, not --key-file", algorithm.name()));
+            return Err(format!(
+                "{} takes a secret, not --key-file",
+                algorithm.name()
+            ));
         }
         let pem = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
         return Signer::from_pem(algorithm, &pem).map_err(|e| format!("{}: {e}", f.display()));
     }
     if algorithm.key_type() != KeyType::Secret {
-        return Err(format!("{} needs --key-file (a private key PEM)", algorithm.name()));
+        return Err(format!(
+            "{} needs --key-file (a private key PEM)",
+            algorithm.name()
+        ));
     }
     let secret: Vec<u8> = if let Some(s) = &args.secret {
         s.as_bytes().to_vec()
@@ -206,8 +212,10 @@ fn header_map(list: &[(String, String)]) -> Result<HeaderMap, String> {
     let mut h = HeaderMap::new();
     for (k, v) in list {
         h.append(
-            HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("`{k}` is not a header name"))?,
-            HeaderValue::from_str(v).map_err(|_| format!("the value of {k} is not a valid header value"))?,
+            HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("`{k}` is not a header name"))?,
+            HeaderValue::from_str(v)
+                .map_err(|_| format!("the value of {k} is not a valid header value"))?,
         );
     }
     Ok(h)
@@ -297,7 +305,10 @@ pub fn build(args: &SignArgs) -> Result<Signed, String> {
                     | Algorithm::HmacSha512
                     | Algorithm::RsaSha256
             ) {
-                return Err("Tyk signs with hmac-sha1, hmac-sha256, hmac-sha384, hmac-sha512 or rsa-sha256".to_string());
+                return Err(
+                    "Tyk signs with hmac-sha1, hmac-sha256, hmac-sha384, hmac-sha512 or rsa-sha256"
+                        .to_string(),
+                );
             }
             let date_now = date::format_tyk(now);
             let list: Vec<String> = match &args.header_list {
@@ -381,10 +392,7 @@ pub fn build(args: &SignArgs) -> Result<Signed, String> {
                 added.push(("Date".to_string(), d.clone()));
                 for_signing.push(("Date".to_string(), d));
             }
-            let created = list
-                .iter()
-                .any(|h| h == "(created)")
-                .then_some(now_s);
+            let created = list.iter().any(|h| h == "(created)").then_some(now_s);
             let expires = args.expires_in.map(|e| now_s + e as i64);
             if expires.is_some() && !list.iter().any(|h| h == "(expires)") {
                 list.push("(expires)".to_string());
@@ -411,9 +419,15 @@ pub fn build(args: &SignArgs) -> Result<Signed, String> {
                 },
             )?;
             match args.signature_header.as_deref() {
-                Some(n) if n.eq_ignore_ascii_case("signature") => ("Signature".to_string(), params, base),
+                Some(n) if n.eq_ignore_ascii_case("signature") => {
+                    ("Signature".to_string(), params, base)
+                }
                 Some(n) => (go_canonical(n), format!("Signature {params}"), base),
-                None => ("Authorization".to_string(), format!("Signature {params}"), base),
+                None => (
+                    "Authorization".to_string(),
+                    format!("Signature {params}"),
+                    base,
+                ),
             }
         }
         SchemeArg::Rfc9421 => {
@@ -532,9 +546,8 @@ async fn send(args: &SignArgs, s: &Signed) -> Result<(u16, Vec<u8>), String> {
         let mut pem = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
         let key_path = args.key.as_ref().ok_or("--cert needs --key")?;
         pem.extend(std::fs::read(key_path).map_err(|e| format!("{}: {e}", key_path.display()))?);
-        b = b.identity(
-            reqwest::Identity::from_pem(&pem).map_err(|e| format!("--cert/--key: {e}"))?,
-        );
+        b = b
+            .identity(reqwest::Identity::from_pem(&pem).map_err(|e| format!("--cert/--key: {e}"))?);
     }
     let client = b.build().map_err(|e| format!("client: {e}"))?;
     let method = reqwest::Method::from_bytes(s.method.as_bytes()).map_err(|e| e.to_string())?;
@@ -618,17 +631,29 @@ mod tests {
     fn args(list: &[&str]) -> SignArgs {
         let mut v = vec!["sign"];
         v.extend_from_slice(list);
-        Cli::try_parse_from(v).unwrap_or_else(|e| panic!("{e}")).args
+        Cli::try_parse_from(v)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .args
     }
 
-    fn verify(s: &Signed, keys: &str, base: &Path, settings: &SignatureSettings, now: i64) -> Result<String, String> {
+    fn verify(
+        s: &Signed,
+        keys: &str,
+        base: &Path,
+        settings: &SignatureSettings,
+        now: i64,
+    ) -> Result<String, String> {
         let reg = Registry::from_yaml_str(keys, Path::new("keys.yaml"), base, settings).unwrap();
         let v = Verifier::new(settings, Arc::new(reg));
         let url = reqwest::Url::parse(&s.url).unwrap();
         let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
         let mut h = header_map(&s.headers).unwrap();
         if !h.contains_key("host") {
-            h.insert("host", HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort]).unwrap());
+            h.insert(
+                "host",
+                HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort])
+                    .unwrap(),
+            );
         }
         let m = http::Method::from_bytes(s.method.as_bytes()).unwrap();
         let r = SignedRequest {
@@ -645,16 +670,28 @@ mod tests {
             .map_err(|d| format!("{}: {}", d.reject.code(), d.detail))
     }
 
-    const HMAC_KEYS: &str = "keys:\n  - id: gw\n    algorithm: hmac-sha256\n    secret: \"9879879878787878\"\n";
+    const HMAC_KEYS: &str =
+        "keys:\n  - id: gw\n    algorithm: hmac-sha256\n    secret: \"9879879878787878\"\n";
 
     #[test]
     fn tyk_worked_example() {
         let s = build(&args(&[
-            "--scheme", "tyk", "--key-id", "tyk-gw-1", "--alg", "hmac-sha256",
-            "--secret", "9879879878787878",
-            "--url", "https://api.example/orders/42?expand=items&page=2",
-            "-H", "X-Request-Id: r-1", "-H", "Accept: application/json",
-            "--at", "1764842400",
+            "--scheme",
+            "tyk",
+            "--key-id",
+            "tyk-gw-1",
+            "--alg",
+            "hmac-sha256",
+            "--secret",
+            "9879879878787878",
+            "--url",
+            "https://api.example/orders/42?expand=items&page=2",
+            "-H",
+            "X-Request-Id: r-1",
+            "-H",
+            "Accept: application/json",
+            "--at",
+            "1764842400",
         ]))
         .unwrap();
         assert_eq!(
@@ -665,15 +702,27 @@ mod tests {
             ]
         );
         let c = curl_command(&s, None);
-        assert!(c.starts_with("curl -sS 'https://api.example/orders/42?expand=items&page=2'"), "{c}");
-        assert!(c.contains("-H 'Date: Thu, 04 Dec 2025 10:00:00 UTC'"), "{c}");
+        assert!(
+            c.starts_with("curl -sS 'https://api.example/orders/42?expand=items&page=2'"),
+            "{c}"
+        );
+        assert!(
+            c.contains("-H 'Date: Thu, 04 Dec 2025 10:00:00 UTC'"),
+            "{c}"
+        );
     }
 
     #[test]
     fn every_scheme_and_algorithm_verifies() {
         let dir = tempfile::tempdir().unwrap();
         let mut keys = String::from(HMAC_KEYS);
-        for alg in ["rsa-sha256", "rsa-pss-sha512", "ecdsa-p256-sha256", "ecdsa-p384-sha384", "ed25519"] {
+        for alg in [
+            "rsa-sha256",
+            "rsa-pss-sha512",
+            "ecdsa-p256-sha256",
+            "ecdsa-p384-sha384",
+            "ed25519",
+        ] {
             let g = super::super::keygen::generate(alg, Some(alg), 2048, true).unwrap();
             for (name, contents, _) in &g.files {
                 std::fs::write(dir.path().join(name), contents).unwrap();
@@ -683,18 +732,53 @@ mod tests {
         let settings = SignatureSettings::default();
         let now = 1764842400;
         for scheme in ["tyk", "cavage", "rfc9421"] {
-            for alg in ["hmac-sha256", "rsa-sha256", "rsa-pss-sha512", "ecdsa-p256-sha256", "ecdsa-p384-sha384", "ed25519"] {
+            for alg in [
+                "hmac-sha256",
+                "rsa-sha256",
+                "rsa-pss-sha512",
+                "ecdsa-p256-sha256",
+                "ecdsa-p384-sha384",
+                "ed25519",
+            ] {
                 if scheme == "tyk" && !matches!(alg, "hmac-sha256" | "rsa-sha256") {
-                    assert!(build(&args(&["--scheme", scheme, "--key-id", alg, "--alg", alg, "--key-file", "x", "--url", "https://a/"])).is_err());
+                    assert!(
+                        build(&args(&[
+                            "--scheme",
+                            scheme,
+                            "--key-id",
+                            alg,
+                            "--alg",
+                            alg,
+                            "--key-file",
+                            "x",
+                            "--url",
+                            "https://a/"
+                        ]))
+                        .is_err()
+                    );
                     continue;
                 }
                 let key_file = dir.path().join(format!("{alg}.key.pem"));
                 let key_id = if alg.starts_with("hmac") { "gw" } else { alg };
                 let mut a = vec![
-                    "--scheme", scheme, "--key-id", key_id, "--alg", alg,
-                    "-X", "POST", "--url", "https://api.example:8443/orders?id=7",
-                    "-H", "Content-Type: application/json", "-H", "X-Request-Id: r-9",
-                    "--data", "{\"n\":1}", "--at", "1764842400",
+                    "--scheme",
+                    scheme,
+                    "--key-id",
+                    key_id,
+                    "--alg",
+                    alg,
+                    "-X",
+                    "POST",
+                    "--url",
+                    "https://api.example:8443/orders?id=7",
+                    "-H",
+                    "Content-Type: application/json",
+                    "-H",
+                    "X-Request-Id: r-9",
+                    "--data",
+                    "{\"n\":1}",
+                    "--at",
+                    "1764842400",
                 ];
                 let kf = key_file.display().to_string();
                 if alg.starts_with("hmac") {
@@ -703,11 +787,18 @@ mod tests {
                     a.extend(["--key-file", &kf]);
                 }
                 let s = build(&args(&a)).unwrap();
-                assert_eq!(verify(&s, &keys, dir.path(), &settings, now), Ok(key_id.to_string()), "{scheme} {alg}");
+                assert_eq!(
+                    verify(&s, &keys, dir.path(), &settings, now),
+                    Ok(key_id.to_string()),
+                    "{scheme} {alg}"
+                );
                 // A tampered query is caught by every scheme; a tampered body by the digest (tyk sends none).
                 let mut t = s.clone();
                 t.url = t.url.replace("id=7", "id=8");
-                assert!(verify(&t, &keys, dir.path(), &settings, now).is_err(), "{scheme} {alg}");
+                assert!(
+                    verify(&t, &keys, dir.path(), &settings, now).is_err(),
+                    "{scheme} {alg}"
+                );
                 if scheme != "tyk" {
                     let mut t = s.clone();
                     t.body = b"{\"n\":2}".to_vec();
@@ -721,9 +812,22 @@ mod tests {
     #[test]
     fn signature_header_and_header_list() {
         let s = build(&args(&[
-            "--key-id", "gw", "--alg", "hmac-sha256", "--secret", "9879879878787878",
-            "--url", "https://a.example/x", "--signature-header", "x-tyk-signature",
-            "--header-list", "date,content-type", "-H", "Content-Type: text/plain", "--at", "1764842400",
+            "--key-id",
+            "gw",
+            "--alg",
+            "hmac-sha256",
+            "--secret",
+            "9879879878787878",
+            "--url",
+            "https://a.example/x",
+            "--signature-header",
+            "x-tyk-signature",
+            "--header-list",
+            "date,content-type",
+            "-H",
+            "Content-Type: text/plain",
+            "--at",
+            "1764842400",
         ]))
         .unwrap();
         assert_eq!(s.added.len(), 1, "{:?}", s.added);
@@ -734,31 +838,124 @@ mod tests {
             required: vec!["content-type".to_string()],
             ..SignatureSettings::default()
         };
-        assert_eq!(verify(&s, HMAC_KEYS, Path::new("."), &settings, 1764842400), Ok("gw".to_string()));
+        assert_eq!(
+            verify(&s, HMAC_KEYS, Path::new("."), &settings, 1764842400),
+            Ok("gw".to_string())
+        );
         let s = build(&args(&[
-            "--scheme", "cavage", "--key-id", "gw", "--alg", "hmac-sha256", "--secret", "9879879878787878",
-            "--url", "https://a.example/x", "--signature-header", "Signature", "--at", "1764842400",
+            "--scheme",
+            "cavage",
+            "--key-id",
+            "gw",
+            "--alg",
+            "hmac-sha256",
+            "--secret",
+            "9879879878787878",
+            "--url",
+            "https://a.example/x",
+            "--signature-header",
+            "Signature",
+            "--at",
+            "1764842400",
         ]))
         .unwrap();
         let sig = s.added.iter().find(|(k, _)| k == "Signature").unwrap();
         assert!(sig.1.starts_with("keyId=\"gw\""));
-        assert_eq!(verify(&s, HMAC_KEYS, Path::new("."), &SignatureSettings::default(), 1764842400), Ok("gw".to_string()));
+        assert_eq!(
+            verify(
+                &s,
+                HMAC_KEYS,
+                Path::new("."),
+                &SignatureSettings::default(),
+                1764842400
+            ),
+            Ok("gw".to_string())
+        );
     }
 
     #[test]
     fn argument_errors() {
         for (a, want) in [
-            (vec!["--key-id", "k", "--alg", "md5", "--secret", "x", "--url", "https://a/"], "not an algorithm"),
-            (vec!["--key-id", "k", "--alg", "hmac-sha256", "--secret", "x", "--url", "ftp://a/"], "http://"),
-            (vec!["--key-id", "k", "--alg", "hmac-sha256", "--secret", "x", "--url", "https://a/", "-H", "bad"], "Name: value"),
-            (vec!["--key-id", "k", "--alg", "ed25519", "--secret", "x", "--url", "https://a/"], "--key-file"),
-            (vec!["--key-id", "k", "--alg", "hmac-sha256", "--secret-env", "COUNTERSIGN_NOPE_UNSET", "--url", "https://a/"], "not set"),
+            (
+                vec![
+                    "--key-id",
+                    "k",
+                    "--alg",
+                    "md5",
+                    "--secret",
+                    "x",
+                    "--url",
+                    "https://a/",
+                ],
+                "not an algorithm",
+            ),
+            (
+                vec![
+                    "--key-id",
+                    "k",
+                    "--alg",
+                    "hmac-sha256",
+                    "--secret",
+                    "x",
+                    "--url",
+                    "ftp://a/",
+                ],
+                "http://",
+            ),
+            (
+                vec![
+                    "--key-id",
+                    "k",
+                    "--alg",
+                    "hmac-sha256",
+                    "--secret",
+                    "x",
+                    "--url",
+                    "https://a/",
+                    "-H",
+                    "bad",
+                ],
+                "Name: value",
+            ),
+            (
+                vec![
+                    "--key-id",
+                    "k",
+                    "--alg",
+                    "ed25519",
+                    "--secret",
+                    "x",
+                    "--url",
+                    "https://a/",
+                ],
+                "--key-file",
+            ),
+            (
+                vec![
+                    "--key-id",
+                    "k",
+                    "--alg",
+                    "hmac-sha256",
+                    "--secret-env",
+                    "COUNTERSIGN_NOPE_UNSET",
+                    "--url",
+                    "https://a/",
+                ],
+                "not set",
+            ),
         ] {
             let e = build(&args(&a)).unwrap_err();
             assert!(e.contains(want), "{a:?}: {e}");
         }
         let mut v = vec!["sign"];
-        v.extend(["--key-id", "k", "--alg", "hmac-sha256", "--url", "https://a/"]);
+        v.extend([
+            "--key-id",
+            "k",
+            "--alg",
+            "hmac-sha256",
+            "--url",
+            "https://a/",
+        ]);
         assert!(Cli::try_parse_from(v).is_err(), "a key source is required");
     }
 }

@@ -18,7 +18,13 @@ use crate::signature::{SignedRequest, Verifier, date};
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
     /// The sidecar's config: its `signature:` settings and key registry are used.
-    #[arg(short = 'c', long = "config", value_name = "FILE", conflicts_with = "keys", required_unless_present = "keys")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        conflicts_with = "keys",
+        required_unless_present = "keys"
+    )]
     pub config: Option<PathBuf>,
     /// A key registry, verified with the default `signature:` settings.
     #[arg(long, value_name = "FILE")]
@@ -128,7 +134,10 @@ pub fn parse_raw_request(bytes: &[u8]) -> Result<RawRequest, String> {
         .get(http::header::TRANSFER_ENCODING)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"))
     {
-        return Err("chunked bodies are not supported: save the body decoded, with Content-Length".to_string());
+        return Err(
+            "chunked bodies are not supported: save the body decoded, with Content-Length"
+                .to_string(),
+        );
     }
     Ok(RawRequest {
         method,
@@ -187,9 +196,9 @@ pub async fn run(args: VerifyArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let raw = match read(&args.request).and_then(|b| {
-        parse_raw_request(&b).map_err(|e| format!("{}: {e}", args.request.display()))
-    }) {
+    let raw = match read(&args.request)
+        .and_then(|b| parse_raw_request(&b).map_err(|e| format!("{}: {e}", args.request.display())))
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("countersign verify: {e}");
@@ -246,7 +255,9 @@ pub async fn run(args: VerifyArgs) -> ExitCode {
                 d.reject.status().as_u16(),
                 d.detail
             );
-            eprintln!("(run with --explain to see the signing string that was rebuilt and every check)");
+            eprintln!(
+                "(run with --explain to see the signing string that was rebuilt and every check)"
+            );
             ExitCode::from(1)
         }
     }
@@ -285,8 +296,14 @@ mod tests {
             ("G(T / HTTP/1.1\n", "not a method"),
             ("GET / HTTP/1.1\nNoColon\n", "line 2"),
             ("GET / HTTP/1.1\nX: a\n folded\n", "folded"),
-            ("POST / HTTP/1.1\nContent-Length: 10\n\nabc", "Content-Length is 10"),
-            ("POST / HTTP/1.1\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\n", "chunked"),
+            (
+                "POST / HTTP/1.1\nContent-Length: 10\n\nabc",
+                "Content-Length is 10",
+            ),
+            (
+                "POST / HTTP/1.1\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\n",
+                "chunked",
+            ),
         ] {
             let e = parse_raw_request(text.as_bytes()).unwrap_err();
             assert!(e.contains(want), "{text:?}: {e}");

@@ -126,7 +126,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 }
@@ -289,7 +292,10 @@ fn worked_example_byte_for_byte() {
         let v = tyk_verifier(&s);
         let e = explain(&v, &r, NOW + 5);
         assert!(e.verdict.is_ok(), "{e}");
-        assert_eq!(e.attempts[0].base.as_deref(), Some(signing_string.as_bytes()));
+        assert_eq!(
+            e.attempts[0].base.as_deref(),
+            Some(signing_string.as_bytes())
+        );
         assert_eq!(&*accepted(&v, &r, NOW + 5).key.id, "tyk-gw-1");
     }
 
@@ -354,10 +360,27 @@ fn default_header_list_in_random_orders_every_algorithm() {
             let mut g = GoRequest::new("POST", "/orders?x=1", &base_headers);
             tyk_sign(&api, &mut g, NOW, seed);
             let r = g.to_req("/orders?x=1");
-            let auth = r.headers.get("authorization").unwrap().to_str().unwrap().to_string();
-            seen_orders.insert(auth.split("headers=").nth(1).unwrap().split('"').nth(1).unwrap().to_string());
+            let auth = r
+                .headers
+                .get("authorization")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            seen_orders.insert(
+                auth.split("headers=")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .nth(1)
+                    .unwrap()
+                    .to_string(),
+            );
             if api.rsa.is_none() {
-                assert!(auth.contains("%3D\"") || api.algorithm == "hmac-sha384", "{auth}");
+                assert!(
+                    auth.contains("%3D\"") || api.algorithm == "hmac-sha384",
+                    "{auth}"
+                );
             }
             for s in [strict(), compat()] {
                 let v = tyk_verifier(&s);
@@ -393,7 +416,13 @@ fn repeated_header_first_value_only_with_tyk_compat() {
     let r = g.to_req("/a");
     accepted(&tyk_verifier(&compat()), &r, NOW);
     // The draft joins every value; Tyk signed only the first.
-    refused(&tyk_verifier(&strict()), &r, NOW, Reject::SignatureInvalid, "does not verify");
+    refused(
+        &tyk_verifier(&strict()),
+        &r,
+        NOW,
+        Reject::SignatureInvalid,
+        "does not verify",
+    );
 }
 
 #[test]
@@ -412,9 +441,21 @@ fn x_aux_date_with_tyk_compat() {
     let e = explain(&tyk_verifier(&compat()), &r, NOW);
     assert!(e.verdict.is_ok(), "{e}");
     assert!(e.to_string().contains("X-Aux-Date (tyk_compat)"));
-    refused(&tyk_verifier(&strict()), &r, NOW, Reject::SignatureInvalid, "does not verify");
+    refused(
+        &tyk_verifier(&strict()),
+        &r,
+        NOW,
+        Reject::SignatureInvalid,
+        "does not verify",
+    );
     // A stale X-Aux-Date is stale.
-    refused(&tyk_verifier(&compat()), &r, NOW + 3600, Reject::SignatureExpired, "X-Aux-Date");
+    refused(
+        &tyk_verifier(&compat()),
+        &r,
+        NOW + 3600,
+        Reject::SignatureExpired,
+        "X-Aux-Date",
+    );
 }
 
 #[test]
@@ -425,18 +466,34 @@ fn signature_header_custom_and_signature() {
     let mut g = GoRequest::new(
         "GET",
         "/a",
-        &[("Authorization", "Bearer client-token"), ("X-Request-Id", "r-1")],
+        &[
+            ("Authorization", "Bearer client-token"),
+            ("X-Request-Id", "r-1"),
+        ],
     );
     tyk_sign(&api, &mut g, NOW, 1);
     let r = g.to_req("/a");
-    assert!(r.headers.get("x-tyk-signature").unwrap().to_str().unwrap().starts_with("Signature keyId="));
+    assert!(
+        r.headers
+            .get("x-tyk-signature")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("Signature keyId=")
+    );
     let custom = SignatureSettings {
         cavage_header: http::HeaderName::from_static("x-tyk-signature"),
         ..strict()
     };
     // The client's Authorization was signed too, and arrives unchanged.
     accepted(&tyk_verifier(&custom), &r, NOW);
-    refused(&tyk_verifier(&strict()), &r, NOW, Reject::SignatureMissing, "no signature");
+    refused(
+        &tyk_verifier(&strict()),
+        &r,
+        NOW,
+        Reject::SignatureMissing,
+        "no signature",
+    );
 
     // signature_header: "Signature" -> read by default, prefix stripped.
     let mut api = TykApi::hmac("hmac-sha256");
@@ -447,7 +504,13 @@ fn signature_header_custom_and_signature() {
     accepted(&tyk_verifier(&strict()), &r, NOW);
     let mut t = r.clone();
     t.set("authorization", "Bearer other-token");
-    refused(&tyk_verifier(&strict()), &t, NOW, Reject::SignatureInvalid, "does not verify");
+    refused(
+        &tyk_verifier(&strict()),
+        &t,
+        NOW,
+        Reject::SignatureInvalid,
+        "does not verify",
+    );
 }
 
 #[test]
@@ -473,9 +536,22 @@ fn header_list_quirks() {
     let mut g = GoRequest::new("POST", "/a", &[("Content-Type", "application/json")]);
     tyk_sign(&api, &mut g, NOW, 0);
     let r = g.to_req("/a");
-    assert!(r.headers.get("authorization").unwrap().to_str().unwrap().contains("headers=\"content-type\""));
+    assert!(
+        r.headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("headers=\"content-type\"")
+    );
     assert!(r.headers.get("date").is_none());
-    refused(&tyk_verifier(&strict()), &r, NOW, Reject::SignatureInvalid, "header_list");
+    refused(
+        &tyk_verifier(&strict()),
+        &r,
+        NOW,
+        Reject::SignatureInvalid,
+        "header_list",
+    );
     let open = SignatureSettings {
         required: vec!["content-type".to_string()],
         ..strict()
@@ -490,17 +566,33 @@ fn header_list_quirks() {
     let mut g = GoRequest::new(
         "GET",
         "/a",
-        &[("X-Request-Id", "r-9"), ("Date", "Thu, 04 Dec 2025 10:00:00 UTC")],
+        &[
+            ("X-Request-Id", "r-9"),
+            ("Date", "Thu, 04 Dec 2025 10:00:00 UTC"),
+        ],
     );
     tyk_sign(&api, &mut g, NOW, 0);
     let r = g.to_req("/a");
-    assert!(r.headers.get("authorization").unwrap().to_str().unwrap().contains("headers=\"X-Request-Id Date\""));
+    assert!(
+        r.headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("headers=\"X-Request-Id Date\"")
+    );
     let by_id = SignatureSettings {
         required: vec!["x-request-id".to_string(), "date".to_string()],
         ..strict()
     };
     accepted(&tyk_verifier(&by_id), &r, NOW);
-    refused(&tyk_verifier(&strict()), &r, NOW, Reject::SignatureInvalid, "(request-target)");
+    refused(
+        &tyk_verifier(&strict()),
+        &r,
+        NOW,
+        Reject::SignatureInvalid,
+        "(request-target)",
+    );
 
     // Nothing survives: Tyk falls back to "(request-target) date" and adds a Date.
     let mut api = TykApi::hmac("hmac-sha256");
@@ -525,7 +617,13 @@ fn dates_in_the_gateway_zone() {
         if ok {
             accepted(&tyk_verifier(&strict()), &r, NOW);
         } else {
-            refused(&tyk_verifier(&strict()), &r, NOW, Reject::MalformedSignature, "date_zones");
+            refused(
+                &tyk_verifier(&strict()),
+                &r,
+                NOW,
+                Reject::MalformedSignature,
+                "date_zones",
+            );
             let zoned = SignatureSettings {
                 date_zones: vec![("CET".to_string(), 3600)],
                 ..strict()
@@ -541,7 +639,13 @@ fn listen_path_versus_target_url_path() {
     let mut g = GoRequest::new("GET", "/items?page=2", &[]);
     tyk_sign(&TykApi::hmac("hmac-sha256"), &mut g, NOW, 0);
     let r = g.to_req("/api/items?page=2");
-    refused(&tyk_verifier(&strict()), &r, NOW, Reject::SignatureInvalid, "does not verify");
+    refused(
+        &tyk_verifier(&strict()),
+        &r,
+        NOW,
+        Reject::SignatureInvalid,
+        "does not verify",
+    );
     let e = explain(&tyk_verifier(&strict()), &r, NOW).to_string();
     assert!(e.contains("strip_path_prefix"), "{e}");
     let stripped = SignatureSettings {
@@ -552,7 +656,13 @@ fn listen_path_versus_target_url_path() {
     // A path outside the prefix is left alone (and so fails).
     let mut t = r.clone();
     t.target = "/apix/items?page=2".to_string();
-    refused(&tyk_verifier(&stripped), &t, NOW, Reject::SignatureInvalid, "does not verify");
+    refused(
+        &tyk_verifier(&stripped),
+        &t,
+        NOW,
+        Reject::SignatureInvalid,
+        "does not verify",
+    );
 }
 
 #[test]
@@ -563,7 +673,13 @@ fn client_x_forwarded_for_is_replaced_after_signing() {
     // The reverse proxy appends the client IP after signing.
     let mut r = g.to_req("/a");
     r.set("x-forwarded-for", "198.51.100.1, 203.0.113.50");
-    refused(&tyk_verifier(&strict()), &r, NOW, Reject::SignatureInvalid, "does not verify");
+    refused(
+        &tyk_verifier(&strict()),
+        &r,
+        NOW,
+        Reject::SignatureInvalid,
+        "does not verify",
+    );
 }
 
 #[test]
@@ -572,7 +688,13 @@ fn hop_by_hop_header_listed_but_removed() {
     tyk_sign(&TykApi::hmac("hmac-sha256"), &mut g, NOW, 0);
     let mut r = g.to_req("/a");
     r.headers.remove("connection");
-    refused(&tyk_verifier(&strict()), &r, NOW, Reject::SignatureInvalid, "`connection`");
+    refused(
+        &tyk_verifier(&strict()),
+        &r,
+        NOW,
+        Reject::SignatureInvalid,
+        "`connection`",
+    );
 }
 
 #[test]
@@ -583,7 +705,13 @@ fn empty_header_dropped_on_the_way_with_absent_headers_empty() {
     accepted(&tyk_verifier(&strict()), &g.to_req("/a"), NOW);
     let mut r = g.to_req("/a");
     r.headers.remove("x-empty");
-    refused(&tyk_verifier(&strict()), &r, NOW, Reject::SignatureInvalid, "`x-empty`");
+    refused(
+        &tyk_verifier(&strict()),
+        &r,
+        NOW,
+        Reject::SignatureInvalid,
+        "`x-empty`",
+    );
     let lenient = SignatureSettings {
         tyk_absent_headers_empty: true,
         ..compat()

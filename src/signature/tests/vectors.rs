@@ -56,12 +56,17 @@ fn cavage_settings(min_rsa_bits: usize) -> SignatureSettings {
     }
 }
 
-const CAVAGE_KEYS: &str = "keys:\n  - id: Test\n    algorithm: rsa-sha256\n    public_key: test-key-Test.pub.pem\n";
+const CAVAGE_KEYS: &str =
+    "keys:\n  - id: Test\n    algorithm: rsa-sha256\n    public_key: test-key-Test.pub.pem\n";
 
 #[test]
 fn cavage_appendix_c() {
     let v = json("vectors/cavage10/vectors.json");
-    let verifier = verifier(CAVAGE_KEYS, &fixture("vectors/cavage10"), &cavage_settings(1024));
+    let verifier = verifier(
+        CAVAGE_KEYS,
+        &fixture("vectors/cavage10"),
+        &cavage_settings(1024),
+    );
     let cases = v["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 3);
     for c in cases {
@@ -87,7 +92,13 @@ fn cavage_appendix_c() {
             // The same request with its Date moved by a second: the signature no longer matches.
             let mut t = r.clone();
             t.set("date", "Sun, 05 Jan 2014 21:31:41 GMT");
-            refused(&verifier, &t, CAVAGE_NOW, Reject::SignatureInvalid, "does not verify");
+            refused(
+                &verifier,
+                &t,
+                CAVAGE_NOW,
+                Reject::SignatureInvalid,
+                "does not verify",
+            );
         }
     }
     // C.3 covers the digest: a changed body is caught even though the signature is intact.
@@ -109,7 +120,13 @@ fn cavage_appendix_c() {
             c3["authorization_header"].as_str().unwrap().to_string(),
         )],
     );
-    refused(&verifier, &r, CAVAGE_NOW + 3600, Reject::SignatureExpired, "s old");
+    refused(
+        &verifier,
+        &r,
+        CAVAGE_NOW + 3600,
+        Reject::SignatureExpired,
+        "s old",
+    );
 }
 
 #[test]
@@ -208,9 +225,18 @@ fn rfc9421_request_cases() {
 
         // Tampered: the path (or, for signatures that do not cover it, the authority).
         let mut t = r.clone();
-        t.target = t.target.replacen("/foo", "/bar", 1).replacen("/demo", "/dem0", 1);
+        t.target = t
+            .target
+            .replacen("/foo", "/bar", 1)
+            .replacen("/demo", "/dem0", 1);
         t.set("host", "example.net");
-        refused(&verifier, &t, RFC_NOW, Reject::SignatureInvalid, "does not verify");
+        refused(
+            &verifier,
+            &t,
+            RFC_NOW,
+            Reject::SignatureInvalid,
+            "does not verify",
+        );
     }
 }
 
@@ -245,7 +271,13 @@ fn rfc9421_b21_empty_coverage_is_refused_though_it_verifies() {
     let key = reg.get("test-key-rsa-pss").unwrap();
     assert!(alg::verify(key, Scheme::Rfc9421, &base, &sigs[0].value));
     // ...but it covers nothing, so it is refused.
-    refused(&verifier, &r, RFC_NOW, Reject::SignatureInvalid, "covers no components");
+    refused(
+        &verifier,
+        &r,
+        RFC_NOW,
+        Reject::SignatureInvalid,
+        "covers no components",
+    );
 }
 
 #[test]
@@ -295,9 +327,17 @@ fn rfc9421_b24_response_signature_base() {
     assert!(alg::verify(key, Scheme::Rfc9421, &base, &sigs[0].value));
     let mut tampered = base.clone();
     tampered[13] ^= 1;
-    assert!(!alg::verify(key, Scheme::Rfc9421, &tampered, &sigs[0].value));
+    assert!(!alg::verify(
+        key,
+        Scheme::Rfc9421,
+        &tampered,
+        &sigs[0].value
+    ));
     // A request verifier refuses @status.
-    let req_msg = Message { status: None, ..msg };
+    let req_msg = Message {
+        status: None,
+        ..msg
+    };
     assert!(rfc9421::signature_base(&req_msg, &sigs[0]).is_err());
 }
 
@@ -346,16 +386,31 @@ fn rfc9421_section_4_3_two_labels_the_valid_one_wins() {
         ..lenient()
     };
     let tv = rfc_verifier(&tagged);
-    refused(&tv, &r, RFC_NOW, Reject::SignatureMissing, "tag \"gateway\"");
+    refused(
+        &tv,
+        &r,
+        RFC_NOW,
+        Reject::SignatureMissing,
+        "tag \"gateway\"",
+    );
 
     // proxy_sig's expires (1618884540) is enforced.
-    refused(&verifier, &r, 1618884540 + 301, Reject::SignatureExpired, "");
+    refused(
+        &verifier,
+        &r,
+        1618884540 + 301,
+        Reject::SignatureExpired,
+        "",
+    );
 }
 
 fn verifier_with(ids: &[&str]) -> Verifier {
     let mut yaml = String::from("keys:\n");
     for block in RFC_KEYS.split("  - ").skip(1) {
-        if ids.iter().any(|id| block.starts_with(&format!("id: {id}\n"))) {
+        if ids
+            .iter()
+            .any(|id| block.starts_with(&format!("id: {id}\n")))
+        {
             yaml.push_str("  - ");
             yaml.push_str(block);
         }
@@ -381,7 +436,13 @@ fn rfc9421_b2_tag_policy_selects_the_tagged_signature() {
         rfc9421_tag: Some("other".to_string()),
         ..lenient()
     };
-    refused(&rfc_verifier(&other), &r, RFC_NOW, Reject::SignatureMissing, "header-example");
+    refused(
+        &rfc_verifier(&other),
+        &r,
+        RFC_NOW,
+        Reject::SignatureMissing,
+        "header-example",
+    );
 }
 
 #[test]
@@ -400,7 +461,13 @@ fn rfc9421_b4_transform_variants() {
         if t["expect"] == "valid" {
             accepted(&verifier, &r, RFC_NOW);
         } else {
-            refused(&verifier, &r, RFC_NOW, Reject::SignatureInvalid, "does not verify");
+            refused(
+                &verifier,
+                &r,
+                RFC_NOW,
+                Reject::SignatureInvalid,
+                "does not verify",
+            );
         }
     }
 }
@@ -414,9 +481,21 @@ fn rfc9421_pinned_clock_matters() {
     accepted(&verifier, &r, RFC_NOW);
     // Today the 2021 signature is stale...
     let now = date::unix(SystemTime::now());
-    refused(&verifier, &r, now, Reject::SignatureExpired, "created=1618884473");
+    refused(
+        &verifier,
+        &r,
+        now,
+        Reject::SignatureExpired,
+        "created=1618884473",
+    );
     // ...and before it was made it is in the future.
-    refused(&verifier, &r, 1618884473 - 301, Reject::SignatureExpired, "in the future");
+    refused(
+        &verifier,
+        &r,
+        1618884473 - 301,
+        Reject::SignatureExpired,
+        "in the future",
+    );
     // A larger max_age admits it later.
     let wide = SignatureSettings {
         max_age: Duration::from_secs(3600),
@@ -430,14 +509,20 @@ fn rfc9421_hmac_key_from_base64_and_jwk() {
     let v = json("vectors/rfc9421/vectors.json");
     let c = case(&v, "B.2.5-sig-b25");
     let r = signed(&v, c);
-    let b64 = std::fs::read_to_string(fixture("vectors/rfc9421/keys/test-shared-secret.b64")).unwrap();
+    let b64 =
+        std::fs::read_to_string(fixture("vectors/rfc9421/keys/test-shared-secret.b64")).unwrap();
     let k = base64::Engine::encode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
         base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64.trim()).unwrap(),
     );
     for yaml in [
-        format!("keys:\n  - id: test-shared-secret\n    algorithm: hmac-sha256\n    secret_base64: {}\n", b64.trim()),
-        format!("keys:\n  - id: test-shared-secret\n    algorithm: hmac-sha256\n    jwk: {{kty: oct, k: \"{k}\"}}\n"),
+        format!(
+            "keys:\n  - id: test-shared-secret\n    algorithm: hmac-sha256\n    secret_base64: {}\n",
+            b64.trim()
+        ),
+        format!(
+            "keys:\n  - id: test-shared-secret\n    algorithm: hmac-sha256\n    jwk: {{kty: oct, k: \"{k}\"}}\n"
+        ),
     ] {
         let verifier = rfc_verifier_yaml(&yaml);
         accepted(&verifier, &r, RFC_NOW);
@@ -446,13 +531,19 @@ fn rfc9421_hmac_key_from_base64_and_jwk() {
     let wrong = rfc_verifier_yaml(
         "keys:\n  - id: test-shared-secret\n    algorithm: hmac-sha256\n    secret: not-the-secret\n",
     );
-    refused(&wrong, &r, RFC_NOW, Reject::SignatureInvalid, "does not verify");
+    refused(
+        &wrong,
+        &r,
+        RFC_NOW,
+        Reject::SignatureInvalid,
+        "does not verify",
+    );
 }
 
 #[test]
 fn signer_reproduces_the_deterministic_vectors() {
-    use crate::signature::sign::{Rfc9421Spec, Signer, rfc9421 as sign9421};
     use crate::registry::Algorithm;
+    use crate::signature::sign::{Rfc9421Spec, Signer, rfc9421 as sign9421};
     let v = json("vectors/rfc9421/vectors.json");
     let secret = std::fs::read(fixture("vectors/rfc9421/keys/test-shared-secret.bin")).unwrap();
     for (id, signer) in [
@@ -464,7 +555,10 @@ fn signer_reproduces_the_deterministic_vectors() {
             )
             .unwrap(),
         ),
-        ("B.2.5-sig-b25", Signer::hmac(Algorithm::HmacSha256, &secret).unwrap()),
+        (
+            "B.2.5-sig-b25",
+            Signer::hmac(Algorithm::HmacSha256, &secret).unwrap(),
+        ),
     ] {
         let c = case(&v, id);
         let m = &v["messages"][c["message"].as_str().unwrap()];
@@ -512,7 +606,10 @@ fn signer_reproduces_the_deterministic_vectors() {
         (Algorithm::EcdsaP256Sha256, "test-key-ecc-p256.priv.pem"),
         (Algorithm::RsaPssSha512, "test-key-rsa-pss.priv.pem"),
     ] {
-        Signer::from_pem(alg, &std::fs::read(fixture(&format!("vectors/rfc9421/keys/{key}"))).unwrap())
-            .unwrap();
+        Signer::from_pem(
+            alg,
+            &std::fs::read(fixture(&format!("vectors/rfc9421/keys/{key}"))).unwrap(),
+        )
+        .unwrap();
     }
 }
