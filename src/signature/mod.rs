@@ -402,12 +402,10 @@ impl Verifier {
             }
         }
 
-        let mut candidates: Vec<(&HeaderName, bool)> = Vec::with_capacity(2);
-        candidates.push((&self.settings.cavage_header, true));
-        if self.settings.cavage_header != "signature" && !has_input {
-            candidates.push((&SIGNATURE, false));
-        }
-        for (name, configured) in candidates {
+        let also_signature = self.settings.cavage_header != "signature" && !has_input;
+        let candidates: [(&HeaderName, bool); 2] =
+            [(&self.settings.cavage_header, true), (&SIGNATURE, false)];
+        for (name, configured) in candidates.into_iter().take(1 + usize::from(also_signature)) {
             let mut values = req.headers.get_all(name).iter();
             let Some(first) = values.next() else {
                 continue;
@@ -555,7 +553,7 @@ impl Verifier {
         &self,
         c: &dyn coverage::Covers,
         key: &Key,
-        covered: &str,
+        covered: &dyn Fn() -> String,
         digest_fields: usize,
         tr: &mut Option<Attempt>,
     ) -> Result<(), Failure> {
@@ -567,12 +565,13 @@ impl Verifier {
                 .filter(|m| !self.settings.required.iter().any(|r| r == m))
                 .collect();
             let mut m = format!(
-                "the signature does not cover {} (covered: {covered}); ",
+                "the signature does not cover {} (covered: {}); ",
                 missing
                     .iter()
                     .map(|m| format!("`{m}`"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                covered()
             );
             if from_key.is_empty() {
                 m.push_str("signature.required asks for it");
@@ -587,7 +586,8 @@ impl Verifier {
         }
         if self.settings.digest == DigestPolicy::Required && digest_fields == 0 {
             let m = format!(
-                "signature.digest is required, but the signature covers neither digest nor content-digest (covered: {covered})"
+                "signature.digest is required, but the signature covers neither digest nor content-digest (covered: {})",
+                covered()
             );
             step!(tr, Stage::Coverage, false, "{m}");
             return Err(fail(Stage::Coverage, Reject::SignatureInvalid, m));
@@ -717,7 +717,7 @@ impl Verifier {
                 return Err(fail(Stage::Parse, Reject::MalformedSignature, m));
             }
         };
-        let covered = p.headers.join(" ");
+        let covered = || p.headers.join(" ");
         if let Some(a) = tr.as_mut() {
             a.covered = p.headers.iter().map(|h| h.to_string()).collect();
             if !p.headers_given {
@@ -729,12 +729,13 @@ impl Verifier {
             tr,
             Stage::Parse,
             true,
-            "keyId=\"{}\" algorithm={} headers=\"{covered}\", {}-byte signature",
+            "keyId=\"{}\" algorithm={} headers=\"{}\", {}-byte signature",
             shown(&p.key_id),
             p.algorithm
                 .as_deref()
                 .map(shown)
                 .unwrap_or_else(|| "(none)".to_string()),
+            covered(),
             sig.len()
         );
         let key = self.key_stage(&p.key_id, p.algorithm.as_deref(), req, now, tr)?;
@@ -790,9 +791,10 @@ impl Verifier {
         }
         if !alg::verify(key, Scheme::Cavage, &base, &sig) {
             let m = format!(
-                "the signature does not verify with key `{}` ({}) over the signing string of headers=\"{covered}\"",
+                "the signature does not verify with key `{}` ({}) over the signing string of headers=\"{}\"",
                 key.id,
-                key.algorithm().map(|a| a.name()).unwrap_or_default()
+                key.algorithm().map(|a| a.name()).unwrap_or_default(),
+                covered()
             );
             step!(tr, Stage::Signature, false, "{m}");
             return Err(fail(Stage::Signature, Reject::SignatureInvalid, m));
@@ -882,12 +884,13 @@ impl Verifier {
         now: SystemTime,
         tr: &mut Option<Attempt>,
     ) -> Result<Verified, Failure> {
-        let covered = s
-            .components
-            .iter()
-            .map(|c| c.id.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let covered = || {
+            s.components
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         if let Some(a) = tr.as_mut() {
             a.covered = s.components.iter().map(|c| c.id.clone()).collect();
         }
@@ -947,10 +950,11 @@ impl Verifier {
         }
         if !alg::verify(key, Scheme::Rfc9421, &base, &s.value) {
             let m = format!(
-                "signature `{}` does not verify with key `{}` ({}) over the signature base of ({covered})",
+                "signature `{}` does not verify with key `{}` ({}) over the signature base of ({})",
                 s.label,
                 key.id,
-                key.algorithm().map(|a| a.name()).unwrap_or_default()
+                key.algorithm().map(|a| a.name()).unwrap_or_default(),
+                covered()
             );
             step!(tr, Stage::Signature, false, "{m}");
             return Err(fail(Stage::Signature, Reject::SignatureInvalid, m));
