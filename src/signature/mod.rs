@@ -824,7 +824,11 @@ impl Verifier {
                     step!(tr, Stage::Freshness, false, "{m}");
                     fail(Stage::Freshness, Reject::MalformedSignature, m)
                 })?;
-                let what = format!("the signed {name} `{}`", shown(&text));
+                let what = format!(
+                    "the signed {name} `{}` ({})",
+                    shown(&text),
+                    crate::registry::rfc3339(t)
+                );
                 tighten(
                     self.window(&what, date::unix(t), now_s)
                         .map_err(|m| fresh_fail(m, tr))?,
@@ -988,7 +992,11 @@ impl Verifier {
             })?;
             until = Some(
                 self.window(
-                    &format!("the signed Date `{}`", shown(&text)),
+                    &format!(
+                        "the signed Date `{}` ({})",
+                        shown(&text),
+                        crate::registry::rfc3339(t)
+                    ),
                     date::unix(t),
                     now_s,
                 )

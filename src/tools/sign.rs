@@ -958,4 +958,136 @@ mod tests {
         ]);
         assert!(Cli::try_parse_from(v).is_err(), "a key source is required");
     }
+
+    /// Writes a CA, a server certificate for 127.0.0.1 and a client certificate; returns the
+    /// server's rustls config (client certificates required).
+    fn pki(dir: &Path) -> rustls::ServerConfig {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let srv_key = KeyPair::generate().unwrap();
+        let srv = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&srv_key, &issuer)
+            .unwrap();
+        let cli_key = KeyPair::generate().unwrap();
+        let cli = CertificateParams::new(vec!["client.test".to_string()])
+            .unwrap()
+            .signed_by(&cli_key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("client.pem"), cli.pem()).unwrap();
+        std::fs::write(dir.join("client.key"), cli_key.serialize_pem()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(ca.der().to_vec())).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from(srv.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(srv_key.serialize_der())),
+            )
+            .unwrap()
+    }
+
+    /// A TLS server that answers every request with the Authorization header it received.
+    async fn echo_server(cfg: rustls::ServerConfig) -> std::net::SocketAddr {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(
+                        |req: http::Request<hyper::body::Incoming>| async move {
+                            let auth = req
+                                .headers()
+                                .get("authorization")
+                                .map(|v| v.as_bytes().to_vec())
+                                .unwrap_or_default();
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(auth)),
+                            ))
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn send_over_mtls() {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = echo_server(pki(dir.path())).await;
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        let url = format!("https://127.0.0.1:{}/orders?x=1", addr.port());
+        let mut a = args(&[
+            "--key-id",
+            "gw",
+            "--alg",
+            "hmac-sha256",
+            "--secret",
+            "9879879878787878",
+            "--url",
+            &url,
+            "--send",
+            "--cacert",
+            &p("ca.pem"),
+            "--cert",
+            &p("client.pem"),
+            "--key",
+            &p("client.key"),
+        ]);
+        let signed = build(&a).unwrap();
+        let (status, body) = send(&a, &signed).await.unwrap();
+        assert_eq!(status, 200);
+        let sent = signed
+            .headers
+            .iter()
+            .find(|(k, _)| k == "Authorization")
+            .unwrap();
+        assert_eq!(String::from_utf8(body).unwrap(), sent.1);
+        // Without the client certificate the handshake fails.
+        a.cert = None;
+        a.key = None;
+        assert!(send(&a, &signed).await.is_err());
+        // Without the CA the server is not trusted.
+        let mut b = args(&[
+            "--key-id",
+            "gw",
+            "--alg",
+            "hmac-sha256",
+            "--secret",
+            "x",
+            "--url",
+            &url,
+            "--send",
+            "--cert",
+            &p("client.pem"),
+            "--key",
+            &p("client.key"),
+        ]);
+        b.timeout = Duration::from_secs(5);
+        assert!(send(&b, &build(&b).unwrap()).await.is_err());
+    }
 }
