@@ -402,10 +402,16 @@ impl Verifier {
             }
         }
 
+        // With Signature-Input present, the Signature header belongs to RFC 9421.
+        let configured_usable = !(has_input && self.settings.cavage_header == "signature");
         let also_signature = self.settings.cavage_header != "signature" && !has_input;
         let candidates: [(&HeaderName, bool); 2] =
             [(&self.settings.cavage_header, true), (&SIGNATURE, false)];
-        for (name, configured) in candidates.into_iter().take(1 + usize::from(also_signature)) {
+        for (name, configured) in candidates
+            .into_iter()
+            .take(1 + usize::from(also_signature))
+            .skip(usize::from(!configured_usable))
+        {
             let mut values = req.headers.get_all(name).iter();
             let Some(first) = values.next() else {
                 continue;

@@ -15,6 +15,8 @@ use super::cavage::trim_ows;
 pub const MAX_SIGNATURES: usize = 8;
 /// The most components one signature may cover.
 pub const MAX_COMPONENTS: usize = 64;
+/// The longest `Signature-Input` or `Signature` (all lines together) parsed.
+pub const MAX_FIELD: usize = 16 * 1024;
 
 /// One covered component.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,11 +201,17 @@ fn combined_header(msg: &Message<'_>, name: &str) -> Option<Vec<u8>> {
 pub fn parse(msg: &Message<'_>) -> Result<Vec<Signature>, String> {
     let input = combined_header(msg, "signature-input")
         .ok_or_else(|| "there is no Signature-Input field".to_string())?;
+    if input.len() > MAX_FIELD {
+        return Err(format!("Signature-Input is longer than {MAX_FIELD} bytes"));
+    }
     let inputs: Dictionary = Parser::new(&input)
         .parse()
         .map_err(|e| format!("Signature-Input is not a structured dictionary: {e}"))?;
     let sigs_raw = combined_header(msg, "signature")
         .ok_or_else(|| "Signature-Input is present but Signature is not".to_string())?;
+    if sigs_raw.len() > MAX_FIELD {
+        return Err(format!("Signature is longer than {MAX_FIELD} bytes"));
+    }
     let sigs: Dictionary = Parser::new(&sigs_raw)
         .parse()
         .map_err(|e| format!("Signature is not a structured dictionary: {e}"))?;

@@ -2,6 +2,7 @@
 //! saved HTTP/1.1 request offline, with the config's `signature` settings or the defaults.
 //! Exit 0 accepted, 1 refused, 2 when a file cannot be read or parsed.
 
+use std::io::Read as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -161,8 +162,6 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path)
         .map_err(|e| format!("{}: {}", path.display(), crate::config::read_error(&e)))
 }
-
-use std::io::Read as _;
 
 fn load(args: &VerifyArgs) -> Result<(SignatureSettings, Registry), String> {
     if let Some(c) = &args.config {
