@@ -408,6 +408,18 @@ fn build(
             );
             continue;
         }
+        if let KeyKind::ApiKey { sha256 } = &key.kind
+            && let Some(other) = reg
+                .api_keys
+                .iter()
+                .find(|k| matches!(&k.kind, KeyKind::ApiKey { sha256: o } if o == sha256))
+        {
+            p.field(
+                &format!("{f}.api_key_sha256"),
+                format!("is the same API key as `{}`", other.id),
+            );
+            continue;
+        }
         let key = Arc::new(key);
         reg.by_id.insert(key.id.clone(), key.clone());
         if key.is_api_key() {
@@ -1044,6 +1056,10 @@ mod tests {
                 "keys[0].secret: an API-key entry (api_key_sha256) takes no signing-key fields",
             ),
             ("  \n", "keys.yaml: the file is empty"),
+            (
+                "keys:\n  - id: a\n    api_key_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n  - id: b\n    api_key_sha256: 9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08\n",
+                "keys[1].api_key_sha256: is the same API key as `a`",
+            ),
         ];
         for (yaml, want) in cases {
             let e = err(yaml);
