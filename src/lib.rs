@@ -17,6 +17,9 @@ pub mod serve;
 pub mod app;
 // 5. client IP, route
 pub mod policy;
+// 6. request signatures, against the key registry
+pub mod registry;
+pub mod signature;
 // 7. bearer tokens
 pub mod token;
 // 8. the backend
@@ -42,3 +45,4 @@ pub mod server;
 pub mod signals;
 pub mod state;
 pub mod sys;
+pub mod tools;

@@ -314,6 +314,16 @@ pub struct SignatureSettings {
     pub require_created: bool,
     /// RFC 9421: only signatures with this `tag` are considered.
     pub rfc9421_tag: Option<String>,
+    /// Extra time-zone abbreviations accepted in `Date` (e.g. `CET` at +3600 s), for gateways
+    /// whose clock is not on UTC; `GMT`, `UTC` and numeric offsets are always accepted.
+    pub date_zones: Vec<(String, i32)>,
+}
+
+impl Default for SignatureSettings {
+    /// The settings of a config file with no `signature:` section.
+    fn default() -> Self {
+        validate_signature(&RawConfig::default(), &mut Problems::new("<defaults>"))
+    }
 }
 
 /// `jwt:` (validated shape; the token module builds its verifier from it).
@@ -1197,7 +1207,41 @@ fn validate_signature(raw: &RawConfig, p: &mut Problems) -> SignatureSettings {
         min_rsa_bits,
         require_created: s.require_created.unwrap_or(true),
         rfc9421_tag: s.rfc9421_tag.clone(),
+        date_zones: validate_date_zones(s.date_zones.as_deref().unwrap_or_default(), p),
     }
+}
+
+/// `signature.date_zones`: entries like `CET=+01:00` (abbreviation = UTC offset).
+fn validate_date_zones(list: &[String], p: &mut Problems) -> Vec<(String, i32)> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, z) in list.iter().enumerate() {
+        let parsed = z.split_once('=').and_then(|(name, off)| {
+            let name = name.trim();
+            let off = off.trim();
+            let valid_name =
+                (2..=6).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_uppercase());
+            let sign = match off.as_bytes().first() {
+                Some(b'+') => 1,
+                Some(b'-') => -1,
+                _ => return None,
+            };
+            let (h, m) = off[1..].split_once(':')?;
+            let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+            (valid_name
+                && h.to_string().len() <= 2
+                && (0..=14).contains(&h)
+                && (0..60).contains(&m))
+            .then(|| (name.to_string(), sign * (h * 3600 + m * 60)))
+        });
+        match parsed {
+            Some(z) => out.push(z),
+            None => p.field(
+                &format!("signature.date_zones[{i}]"),
+                format!("`{z}` is not ABBREVIATION=+HH:MM (e.g. CET=+01:00)"),
+            ),
+        }
+    }
+    out
 }
 
 fn validate_jwt(j: &file::RawJwt, base: &Path, p: &mut Problems) -> JwtSettings {
