@@ -9,12 +9,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Either, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +28,7 @@ use crate::policy::routes::Route;
 use crate::proxy::{self, Proxy, ReqBody};
 use crate::reject::{Denial, Reject};
 use crate::request_id;
+use crate::signature::SignedRequest;
 use crate::state::{Shared, Snapshot};
 use crate::tls::{self, PeerIdentity};
 
@@ -290,32 +291,84 @@ fn resolve_client_ip(snap: &Snapshot, conn: &ConnInfo, h: &HeaderMap) -> Result<
     }
 }
 
-/// The request body: still streaming, or buffered because a verifier needed it.
+/// The request body: still streaming, or buffered because a digest had to be checked.
 enum BodyState {
     Streaming(Incoming),
+    Buffered(Bytes),
+    /// Only while buffering.
+    Taken,
 }
 
 impl BodyState {
     fn into_req_body(self) -> ReqBody {
         match self {
             BodyState::Streaming(b) => Either::Left(b),
+            BodyState::Buffered(b) => Either::Right(Full::new(b)),
+            BodyState::Taken => Either::Right(Full::new(Bytes::new())),
         }
+    }
+
+    fn buffered(&self) -> Option<&[u8]> {
+        match self {
+            BodyState::Buffered(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Reads the whole body (up to `max` bytes, within `timeout`) so it can be checked and then sent.
+    async fn buffer(&mut self, max: usize, timeout: std::time::Duration) -> Result<(), Denial> {
+        let BodyState::Streaming(body) = std::mem::replace(self, BodyState::Taken) else {
+            return Ok(());
+        };
+        let too_large = || {
+            Denial::new(
+                Reject::BodyTooLarge,
+                "body larger than limits.max_digest_body",
+            )
+        };
+        if body.size_hint().lower() > max as u64 {
+            return Err(too_large());
+        }
+        let collected =
+            match tokio::time::timeout(timeout, http_body_util::Limited::new(body, max).collect())
+                .await
+            {
+                Err(_) => {
+                    return Err(Denial::new(
+                        Reject::RequestTimeout,
+                        "body not received within limits.body_timeout",
+                    ));
+                }
+                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+                Ok(Err(e)) => {
+                    return Err(Denial::new(
+                        Reject::MalformedRequest,
+                        format!("reading the body: {e}"),
+                    ));
+                }
+                Ok(Ok(c)) => c.to_bytes(),
+            };
+        *self = BodyState::Buffered(collected);
+        Ok(())
     }
 }
 
-/// Checks the route's requirements in order; the first failure is the verdict.
+/// Checks the route's requirements in order; the first failure is the verdict. A signature is
+/// recorded against replay only once every requirement passed, so a tampered copy of an accepted
+/// request is refused for what is wrong with it, and a refused request burns nothing.
 async fn check_route(
     route: &Route,
     snap: &Snapshot,
     parts: &http::request::Parts,
     conn: &ConnInfo,
     client_ip: IpAddr,
-    _body: &mut BodyState,
+    body: &mut BodyState,
     est: &mut Established,
 ) -> Result<(), Denial> {
     // Identity is established whenever a certificate is known, so the backend hears of it even on
     // routes that do not require mtls.
     est.identity = client_identity(snap, conn, &parts.headers)?;
+    let mut replay = None;
     for req in &route.require {
         let t = Instant::now();
         let r = match req {
@@ -335,19 +388,99 @@ async fn check_route(
                     ))
                 }
             }
-            Requirement::Signature => Err(Denial::new(
-                Reject::SignatureMissing,
-                "signature verification is not available in this build",
-            )),
+            Requirement::Signature => check_signature(snap, parts, conn, client_ip, body, est)
+                .await
+                .map(|v| {
+                    replay = Some(v);
+                }),
             Requirement::Jwt => check_jwt(route, snap, &parts.headers, est).await,
-            Requirement::ApiKey => Err(Denial::new(
-                Reject::ApiKeyMissing,
-                "API keys are not available in this build",
-            )),
+            Requirement::ApiKey => check_api_key(snap, &parts.headers, client_ip, est),
         };
         metrics::VERIFY.observe(*req, t.elapsed());
         r?;
     }
+    if let (Some((token, until)), Some(store)) = (replay, &snap.replay) {
+        store.check_and_record(token, until, SystemTime::now())?;
+    }
+    Ok(())
+}
+
+/// Verifies the request signature; returns what the replay check needs.
+async fn check_signature(
+    snap: &Snapshot,
+    parts: &http::request::Parts,
+    conn: &ConnInfo,
+    client_ip: IpAddr,
+    body: &mut BodyState,
+    est: &mut Established,
+) -> Result<([u8; 32], SystemTime), Denial> {
+    let Some(verifier) = &snap.verifier else {
+        return Err(Denial::new(
+            Reject::SignatureMissing,
+            "the route requires signature but no key registry is loaded",
+        ));
+    };
+    if verifier.needs_body(&parts.headers) {
+        let l = &snap.config.limits;
+        body.buffer(l.max_digest_body, l.body_timeout).await?;
+    }
+    let authority = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    let req = SignedRequest {
+        method: &parts.method,
+        target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        scheme: conn.scheme,
+        authority,
+        headers: &parts.headers,
+        body: body.buffered(),
+        client_ip,
+    };
+    let v = verifier.verify(&req, SystemTime::now())?;
+    est.key_id = Some(v.key.id_header.clone());
+    Ok((v.replay_token, v.fresh_until))
+}
+
+/// Looks the presented API key up by its SHA-256 in the registry.
+fn check_api_key(
+    snap: &Snapshot,
+    h: &HeaderMap,
+    client_ip: IpAddr,
+    est: &mut Established,
+) -> Result<(), Denial> {
+    let name = &snap.config.api_key_header;
+    let Some(presented) = h.get(name) else {
+        return Err(Denial::new(
+            Reject::ApiKeyMissing,
+            format!("no {name} header"),
+        ));
+    };
+    let key = snap
+        .registry
+        .as_ref()
+        .and_then(|r| r.find_api_key(presented.as_bytes()))
+        .ok_or_else(|| {
+            Denial::new(
+                Reject::ApiKeyInvalid,
+                format!("the {name} value matches no api_key_sha256 in the registry"),
+            )
+        })?;
+    key.check_validity(SystemTime::now())
+        .map_err(|why| Denial::new(Reject::ApiKeyInvalid, format!("API key {}: {why}", key.id)))?;
+    if let Some(allow) = &key.ip_allow
+        && !allow.contains(client_ip)
+    {
+        return Err(Denial::new(
+            Reject::KeyNotAllowedFromIp,
+            format!(
+                "API key {} may not be used from {client_ip} (its ip_allow)",
+                key.id
+            ),
+        ));
+    }
+    est.key_id = Some(key.id_header.clone());
     Ok(())
 }
 
@@ -363,7 +496,7 @@ async fn check_jwt(
             "the route requires jwt but no jwt: section is loaded",
         ));
     };
-    let claims = jwt.verify(h, std::time::SystemTime::now()).await?;
+    let claims = jwt.verify(h, SystemTime::now()).await?;
     if !claims.has_scopes(&route.scopes) {
         let missing: Vec<&str> = route
             .scopes

@@ -89,6 +89,26 @@ pub fn summary(s: &Snapshot) -> String {
             r.prefix, methods
         );
     }
+    if let Some(r) = &s.registry {
+        let source = match &c.keys {
+            Some(crate::config::KeySource::File(p)) => p.display().to_string(),
+            Some(crate::config::KeySource::Url(u)) => u.clone(),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "keys: {source} ({} keys)", r.len());
+        for k in r.summary() {
+            let ip = if k.ip_allow.is_empty() {
+                String::new()
+            } else {
+                format!("  from {}", k.ip_allow.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "  {:<24} {:<18} {}  valid {}{ip}",
+                k.id, k.algorithm, k.fingerprint, k.validity
+            );
+        }
+    }
     if let Some(t) = &s.tls
         && !t.expiries.is_empty()
     {
@@ -159,6 +179,12 @@ pub fn warnings(s: &Snapshot) -> Vec<String> {
                 }
             }
         }
+    }
+    if let Some(r) = &s.registry {
+        w.extend(r.warnings().iter().cloned());
+    }
+    if c.keys.is_some() || c.any_route_requires(Requirement::Signature) {
+        w.extend(crate::signature::config_warnings(&c.signature));
     }
     if c.ip_allow.iter().any(|n| n.prefix_len() == 0) {
         w.push("ip_allow contains a network that admits every address".to_string());

@@ -26,6 +26,12 @@ pub enum Command {
     Check(CheckArgs),
     /// A working local demo: dev certificates, a config, an echo backend and the sidecar.
     Quickstart(QuickstartArgs),
+    /// Sign a request as a gateway would (schemes tyk, cavage, rfc9421); print or send it.
+    Sign(Box<crate::tools::sign::SignArgs>),
+    /// Verify one raw HTTP/1.1 request offline; --explain shows the rebuilt signing string.
+    Verify(crate::tools::verify::VerifyArgs),
+    /// Make an HMAC secret, an API key with its SHA-256, or a key pair in PEM.
+    Keygen(crate::tools::keygen::KeygenArgs),
     /// Ask a running sidecar's admin listener whether it is healthy (for images without curl).
     Health(crate::health::HealthArgs),
     /// The Kubernetes mutating admission webhook that injects the sidecar.

@@ -15,6 +15,9 @@ fn main() -> ExitCode {
             countersign::logging::init(None, "info");
             runtime(None).block_on(countersign::quickstart::run(args))
         }
+        Command::Sign(args) => runtime(Some(1)).block_on(countersign::tools::sign::run(*args)),
+        Command::Verify(args) => runtime(Some(1)).block_on(countersign::tools::verify::run(args)),
+        Command::Keygen(args) => runtime(Some(1)).block_on(countersign::tools::keygen::run(args)),
         Command::Health(args) => runtime(Some(1)).block_on(countersign::health::run(args)),
         Command::Webhook(args) => runtime(None).block_on(countersign::inject::run(args)),
     }

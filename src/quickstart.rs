@@ -68,6 +68,29 @@ pub fn write_pki(dir: &Path) -> Result<(), String> {
     write(dir, "client.key", &client.key_pem, true).map_err(io)?;
     write(dir, "intruder.crt", &intruder.cert_pem, false).map_err(io)?;
     write(dir, "intruder.key", &intruder.key_pem, true).map_err(io)?;
+    // Signing keys: an HMAC secret (as Tyk's `secret`) and an RSA pair (as Tyk's `certificate_id`).
+    let secret: String = {
+        let b = ring::rand::generate::<[u8; 24]>(&ring::rand::SystemRandom::new())
+            .map_err(|_| "the system random generator failed".to_string())?
+            .expose();
+        hex::encode(b)
+    };
+    write(dir, "hmac.secret", &format!("{secret}\n"), true).map_err(io)?;
+    let rsa = crate::tools::keygen::generate("rsa-sha256", Some("tyk-rsa"), 2048, true)?;
+    for (name, content, private) in &rsa.files {
+        let text = String::from_utf8_lossy(content);
+        write(dir, name, &text, *private).map_err(io)?;
+    }
+    let rsa_pub = rsa
+        .files
+        .iter()
+        .find(|(_, _, private)| !private)
+        .map(|(n, _, _)| n.clone())
+        .ok_or("keygen made no public key")?;
+    let keys = format!(
+        "# The key registry: the gateway signs with these; countersign verifies by keyId.\nkeys:\n  - id: tyk-hmac\n    algorithm: hmac-sha256\n    secret_file: hmac.secret\n  - id: tyk-rsa\n    algorithm: rsa-sha256\n    public_key: {rsa_pub}\n"
+    );
+    write(dir, "keys.yaml", &keys, false).map_err(io)?;
     Ok(())
 }
 
@@ -91,7 +114,13 @@ tls:
 client_ip:
   from: peer
 ip_allow: [127.0.0.0/8, "::1/128"]
+keys: keys.yaml
+signature:
+  required: ["(request-target)", date]
+  clock_skew: 300s
 routes:
+  - path: /signed
+    require: [mtls, ip, signature]
   - path: /
     require: [mtls, ip]
 "#

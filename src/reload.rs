@@ -62,6 +62,9 @@ fn fingerprints(files: &[(PathBuf, What)]) -> Prints {
 
 /// Publishes the gauges a snapshot carries and warns about certificates close to expiry.
 pub fn publish(s: &Snapshot) {
+    if let Some(r) = &s.registry {
+        metrics::keys_loaded(r.len());
+    }
     let Some(t) = &s.tls else { return };
     let warn_within = s
         .config

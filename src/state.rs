@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, KeySource, ReplaySetting};
 use crate::metrics::RouteMetrics;
 use crate::policy::ipset::IpSet;
 use crate::policy::routes::Routes;
+use crate::registry::Registry;
+use crate::signature::{ReplayStore, Verifier};
 use crate::tls::{self, TlsState};
 use crate::token::JwtVerifier;
 
@@ -30,6 +32,12 @@ pub struct Snapshot {
     pub no_route: RouteMetrics,
     /// Unique per snapshot: connections re-check their certificate once when it changes.
     pub generation: u64,
+    /// The key registry (signatures and API keys).
+    pub registry: Option<Arc<Registry>>,
+    /// Signature verification against the registry.
+    pub verifier: Option<Verifier>,
+    /// Signatures already accepted (kept across reloads while `signature.replay` is unchanged).
+    pub replay: Option<Arc<ReplayStore>>,
     /// The bearer-token verifier (kept across reloads while `jwt:` is unchanged, so its key set
     /// survives).
     pub jwt: Option<Arc<JwtVerifier>>,
@@ -42,6 +50,41 @@ impl Snapshot {
     /// starts no task (see `start_background`). Long-lived parts of `previous` are reused when
     /// their settings did not change.
     pub fn build(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigError> {
+        let registry = match &config.keys {
+            None => None,
+            Some(KeySource::File(path)) => Some(Arc::new(Registry::load(path, &config.signature)?)),
+            Some(KeySource::Url(url)) => match previous.and_then(|p| p.registry.clone()) {
+                Some(r) => Some(r),
+                None => {
+                    return Err(ConfigError::one(
+                        config.source.display().to_string(),
+                        format!("keys: the remote registry {url} has not been fetched yet"),
+                    ));
+                }
+            },
+        };
+        let verifier = registry
+            .as_ref()
+            .map(|r| Verifier::new(&config.signature, r.clone()));
+        let replay = match &config.signature.replay {
+            ReplaySetting::Off => None,
+            ReplaySetting::Memory => match previous {
+                Some(p)
+                    if p.config.signature.replay == ReplaySetting::Memory
+                        && p.config.signature.replay_capacity
+                            == config.signature.replay_capacity =>
+                {
+                    p.replay.clone()
+                }
+                _ => Some(Arc::new(ReplayStore::new(config.signature.replay_capacity))),
+            },
+            ReplaySetting::Redis(_) => {
+                return Err(ConfigError::one(
+                    format!("{}: signature.replay", config.source.display()),
+                    "redis:// replay stores are not available in this build; use memory",
+                ));
+            }
+        };
         let jwt = match (&config.jwt, previous) {
             (None, _) => None,
             (Some(s), Some(p)) if p.config.jwt.as_ref() == Some(s) => p.jwt.clone(),
@@ -58,6 +101,9 @@ impl Snapshot {
             no_route: RouteMetrics::new("-"),
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             jwt,
+            registry,
+            verifier,
+            replay,
             tls,
             config: Arc::new(config),
         })

@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod client_ip;
+mod interop;
 mod jwt;
 mod mtls;
 mod process;

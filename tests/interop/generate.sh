@@ -12,7 +12,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-out="$repo/tests/fixtures/interop"
+out="${INTEROP_OUT:-$repo/tests/fixtures/interop}"
 work="${INTEROP_WORK:-/tmp/countersign-interop}"
 
 PY_HTTPSIG=1.3.0

@@ -15,4 +15,4 @@ trap 'rm -rf "$venv"' EXIT
 python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check PyJWT cryptography
 "$venv/bin/python" "$here/pyjwt_mint.py" \
-    "$root/tests/fixtures/jwt/keys" "$root/tests/fixtures/jwt/pyjwt"
+    "$root/tests/fixtures/jwt/keys" "${PYJWT_OUT:-$root/tests/fixtures/jwt/pyjwt}"

@@ -34,8 +34,13 @@ struct Fixture {
     refuse: Vec<Refused>,
 }
 
+/// The committed output, or a fresh one (`.ci/run` sets `COUNTERSIGN_PYJWT_DIR`).
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt/pyjwt")
+    std::env::var_os("COUNTERSIGN_PYJWT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt/pyjwt")
+        })
 }
 
 fn tamper(token: &str, at: usize) -> String {
