@@ -1100,7 +1100,7 @@ pub fn config_warnings(s: &SignatureSettings) -> Vec<String> {
     if s.replay != ReplaySetting::Off && s.required.iter().all(|r| NOT_UNIQUE.contains(&r.as_str()))
     {
         w.push(format!(
-            "signature.replay is on, but signature.required ({}) has no component unique to each request: two identical requests signed in the same second (Tyk's default signs (request-target) and a one-second Date) will be refused as replays; have the gateway send and sign a request id (e.g. require x-request-id; see the README, "Replay protection")",
+            "signature.replay is on, but signature.required ({}) has no component unique to each request: two identical requests signed in the same second (Tyk's default signs (request-target) and a one-second Date) will be refused as replays; have the gateway send and sign a request id (e.g. require x-request-id; see the README section Replay protection)",
             s.required.join(", ")
         ));
     }
