@@ -167,7 +167,7 @@ pub struct Verified {
     pub key: Arc<Key>,
     /// The scheme it was signed with.
     pub scheme: Scheme,
-    /// SHA-256 of the signature value (for the replay store).
+    /// SHA-256 of the signature value, for the replay store (all zeros when `signature.replay` is off).
     pub replay_token: [u8; 32],
     /// Until when this signature is fresh (how long the replay store must remember it).
     pub fresh_until: SystemTime,
@@ -417,7 +417,7 @@ impl Verifier {
                 continue;
             };
             let in_authorization = name == header::AUTHORIZATION;
-            let shown_name = display_name(name);
+            let shown_name = HeaderTitle(name);
             if values.next().is_some() {
                 consider(fail(
                     Stage::Parse,
@@ -450,14 +450,13 @@ impl Verifier {
                 ));
                 continue;
             }
-            let source = if configured && name != header::AUTHORIZATION {
-                format!("{shown_name} header (signature.cavage_header)")
-            } else {
-                format!("{shown_name} header")
+            let source = Source {
+                name,
+                configured: configured && name != header::AUTHORIZATION,
             };
             let mut a = trace
                 .is_some()
-                .then(|| Attempt::new(Scheme::Cavage, source.clone()));
+                .then(|| Attempt::new(Scheme::Cavage, source.to_string()));
             let r = self.cavage_attempt(req, &msg, &source, in_authorization, params, now, &mut a);
             if let Some(a) = a.as_mut() {
                 a.outcome = r.as_ref().err().cloned();
@@ -475,7 +474,7 @@ impl Verifier {
                 Reject::SignatureMissing,
                 format!(
                     "no signature: neither {} with `Signature …`, a Signature header, nor Signature-Input",
-                    display_name(&self.settings.cavage_header)
+                    HeaderTitle(&self.settings.cavage_header)
                 ),
             ),
         })
@@ -662,23 +661,34 @@ impl Verifier {
         Ok(())
     }
 
-    /// Checks one signed time; returns until when it stays fresh.
-    fn window(&self, what: &str, signed: i64, now: i64) -> Result<i64, String> {
+    /// Checks one signed time; returns until when it stays fresh. `what` describes the time for
+    /// the refusal and is only built when there is one.
+    fn window(&self, what: impl FnOnce() -> String, signed: i64, now: i64) -> Result<i64, String> {
         let skew = self.settings.clock_skew.as_secs() as i64;
         let max_age = self.settings.max_age.as_secs() as i64;
         let age = now - signed;
         if age < -skew {
             return Err(format!(
-                "{what} is {}s in the future (clock_skew {skew}s); check the signer's clock",
+                "{} is {}s in the future (clock_skew {skew}s); check the signer's clock",
+                what(),
                 -age
             ));
         }
         if age > max_age {
             return Err(format!(
-                "{what} is {age}s old (max_age {max_age}s); check the signer's clock and time zone"
+                "{} is {age}s old (max_age {max_age}s); check the signer's clock and time zone",
+                what()
             ));
         }
         Ok(signed + max_age)
+    }
+
+    /// The replay token of an accepted signature value; all zeros when replay is off.
+    fn replay_token(&self, value: &[u8]) -> [u8; 32] {
+        if self.settings.replay == crate::config::ReplaySetting::Off {
+            return [0u8; 32];
+        }
+        token(value)
     }
 
     fn expires_check(&self, expires: i64, now: i64) -> Result<i64, String> {
@@ -701,7 +711,7 @@ impl Verifier {
         &self,
         req: &SignedRequest<'_>,
         msg: &Message<'_>,
-        source: &str,
+        source: &Source<'_>,
         in_authorization: bool,
         text: &str,
         now: SystemTime,
@@ -830,13 +840,15 @@ impl Verifier {
                     step!(tr, Stage::Freshness, false, "{m}");
                     fail(Stage::Freshness, Reject::MalformedSignature, m)
                 })?;
-                let what = format!(
-                    "the signed {name} `{}` ({})",
-                    shown(&text),
-                    crate::registry::rfc3339(t)
-                );
+                let what = || {
+                    format!(
+                        "the signed {name} `{}` ({})",
+                        shown(&text),
+                        crate::registry::rfc3339(t)
+                    )
+                };
                 tighten(
-                    self.window(&what, date::unix(t), now_s)
+                    self.window(what, date::unix(t), now_s)
                         .map_err(|m| fresh_fail(m, tr))?,
                 );
             }
@@ -845,7 +857,7 @@ impl Verifier {
             && let Some(c) = p.created
         {
             tighten(
-                self.window(&format!("created={c}"), c, now_s)
+                self.window(|| format!("created={c}"), c, now_s)
                     .map_err(|m| fresh_fail(m, tr))?,
             );
         }
@@ -881,7 +893,7 @@ impl Verifier {
         Ok(Verified {
             key: key.clone(),
             scheme: Scheme::Cavage,
-            replay_token: token(&sig),
+            replay_token: self.replay_token(&sig),
             fresh_until,
         })
     }
@@ -981,7 +993,7 @@ impl Verifier {
         };
         if let Some(c) = s.created {
             until = Some(
-                self.window(&format!("created={c}"), c, now_s)
+                self.window(|| format!("created={c}"), c, now_s)
                     .map_err(|m| fresh_fail(m, tr))?,
             );
         } else if s
@@ -998,11 +1010,13 @@ impl Verifier {
             })?;
             until = Some(
                 self.window(
-                    &format!(
-                        "the signed Date `{}` ({})",
-                        shown(&text),
-                        crate::registry::rfc3339(t)
-                    ),
+                    || {
+                        format!(
+                            "the signed Date `{}` ({})",
+                            shown(&text),
+                            crate::registry::rfc3339(t)
+                        )
+                    },
                     date::unix(t),
                     now_s,
                 )
@@ -1039,7 +1053,7 @@ impl Verifier {
         Ok(Verified {
             key: key.clone(),
             scheme: Scheme::Rfc9421,
-            replay_token: token(&s.value),
+            replay_token: self.replay_token(&s.value),
             fresh_until,
         })
     }
@@ -1050,18 +1064,44 @@ mod tests;
 
 static SIGNATURE: HeaderName = HeaderName::from_static("signature");
 
-fn display_name(h: &HeaderName) -> String {
-    h.as_str()
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            match c.next() {
-                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
-                None => String::new(),
+/// A header name in title case (`X-Tyk-Signature`), written only when a message is.
+#[derive(Clone, Copy)]
+struct HeaderTitle<'a>(&'a HeaderName);
+
+impl std::fmt::Display for HeaderTitle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, w) in self.0.as_str().split('-').enumerate() {
+            if i > 0 {
+                f.write_str("-")?;
             }
-        })
-        .collect::<Vec<_>>()
-        .join("-")
+            let mut c = w.chars();
+            if let Some(first) = c.next() {
+                write!(f, "{}{}", first.to_ascii_uppercase(), c.as_str())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a cavage signature was read from, for messages.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    name: &'a HeaderName,
+    configured: bool,
+}
+
+impl std::fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.configured {
+            write!(
+                f,
+                "{} header (signature.cavage_header)",
+                HeaderTitle(self.name)
+            )
+        } else {
+            write!(f, "{} header", HeaderTitle(self.name))
+        }
+    }
 }
 
 fn token(sig: &[u8]) -> [u8; 32] {
