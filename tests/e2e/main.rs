@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod api_keys;
 mod client_ip;
 mod interop;
 mod jwt;
@@ -12,3 +13,5 @@ mod process;
 mod proxying;
 mod rotation;
 mod routing;
+mod signatures;
+mod tyk;
