@@ -8,6 +8,7 @@ mod api_keys;
 mod client_ip;
 mod interop;
 mod jwt;
+mod key_rotation;
 mod mtls;
 mod process;
 mod proxying;
