@@ -43,6 +43,19 @@ pub fn watched_files(c: &Config) -> Vec<(PathBuf, What)> {
     out
 }
 
+/// `watched_files` of the snapshot's config, plus the files its key registry read key material
+/// from (labelled `keys`): a rotated `secret_file` or `public_key` reloads the registry even when
+/// the registry file is unchanged (a Kubernetes Secret swap often changes only those).
+fn snapshot_files(s: &Snapshot) -> Vec<(PathBuf, What)> {
+    let mut out = watched_files(&s.config);
+    for (p, _) in s.registry.iter().flat_map(|r| r.files()) {
+        if !out.iter().any(|(f, _)| f == p) {
+            out.push((p.clone(), "keys"));
+        }
+    }
+    out
+}
+
 fn fingerprint(p: &Path) -> Option<[u8; 32]> {
     let bytes = std::fs::read(p).ok()?;
     let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
@@ -173,8 +186,25 @@ impl Watch {
         }
     }
 
+    /// Also watches the key files the first snapshot read, with the fingerprints of what it read
+    /// (so a change made while it was being built is not missed).
+    fn track_key_files(&mut self, s: &Snapshot) {
+        let mut added = false;
+        for (p, print) in s.registry.iter().flat_map(|r| r.files()) {
+            if !self.files.iter().any(|(f, _)| f == p) {
+                self.files.push((p.clone(), "keys"));
+                self.prints.insert(p.clone(), Some(*print));
+                added = true;
+            }
+        }
+        if added {
+            self.watcher = make_watcher(&self.files, self.tx.clone());
+        }
+    }
+
     /// Reloads on every change until `stop`, checking at least every `poll`.
     pub async fn run(mut self, state: Shared, poll: Duration, stop: CancellationToken) {
+        self.track_key_files(&state.load());
         let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -196,7 +226,7 @@ impl Watch {
             // and retried on its next change.
             self.prints = new;
             if rebuild(&state, &whats).is_ok() {
-                let now = watched_files(&state.load().config);
+                let now = snapshot_files(&state.load());
                 if now != self.files {
                     self.files = now;
                     self.prints = fingerprints(&self.files);

@@ -207,6 +207,7 @@ pub struct Registry {
     by_id: HashMap<Arc<str>, Arc<Key>>,
     api_keys: Vec<Arc<Key>>,
     warnings: Vec<String>,
+    files: Vec<(PathBuf, [u8; 32])>,
 }
 
 impl Registry {
@@ -287,6 +288,13 @@ impl Registry {
             }
         }
         found
+    }
+
+    /// The files key material was read from (`secret_file`, `public_key`, a `jwk` file), each
+    /// with the SHA-256 of what was read, so the reload watch follows a rotated key file even
+    /// when the registry file itself does not change.
+    pub fn files(&self) -> &[(PathBuf, [u8; 32])] {
+        &self.files
     }
 
     /// How many keys (of every kind) are loaded.
@@ -376,6 +384,23 @@ struct Ctx<'a> {
     file: &'a str,
     base: &'a Path,
     settings: &'a SignatureSettings,
+    /// Every key file read, with the SHA-256 of its bytes.
+    read: std::cell::RefCell<Vec<(PathBuf, [u8; 32])>>,
+}
+
+impl Ctx<'_> {
+    /// Reads a key file named in the registry (relative to it) and remembers it for the watch.
+    fn read(&self, file: &str) -> std::io::Result<Vec<u8>> {
+        let path = resolve(self.base, file);
+        let bytes = std::fs::read(&path)?;
+        let mut print = [0u8; 32];
+        print.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
+        let mut read = self.read.borrow_mut();
+        if !read.iter().any(|(p, _)| *p == path) {
+            read.push((path, print));
+        }
+        Ok(bytes)
+    }
 }
 
 fn build(
@@ -389,6 +414,7 @@ fn build(
         file,
         base,
         settings,
+        read: std::cell::RefCell::new(Vec::new()),
     };
     let mut reg = Registry::default();
     if raw.keys.is_empty() {
@@ -427,6 +453,7 @@ fn build(
         }
         reg.keys.push(key);
     }
+    reg.files = ctx.read.into_inner();
     p.finish(reg)
 }
 
@@ -651,9 +678,8 @@ fn key_kind(
             return None;
         }
         (Some(file), None) => {
-            let path = resolve(ctx.base, file);
             let field = format!("{f}.public_key");
-            let bytes = match std::fs::read(&path) {
+            let bytes = match ctx.read(file) {
                 Ok(b) => b,
                 Err(e) => {
                     p.field(&field, format!("{file}: {}", read_error(&e)));
@@ -669,15 +695,12 @@ fn key_kind(
         (None, Some(v)) => {
             let field = format!("{f}.jwk");
             let parsed = match v {
-                serde_json::Value::String(file) => {
-                    let path = resolve(ctx.base, file);
-                    match std::fs::read(&path) {
-                        Ok(bytes) => {
-                            pubkey::from_file_bytes(&bytes, id).map_err(|m| format!("{file}: {m}"))
-                        }
-                        Err(e) => Err(format!("{file}: {}", read_error(&e))),
+                serde_json::Value::String(file) => match ctx.read(file) {
+                    Ok(bytes) => {
+                        pubkey::from_file_bytes(&bytes, id).map_err(|m| format!("{file}: {m}"))
                     }
-                }
+                    Err(e) => Err(format!("{file}: {}", read_error(&e))),
+                },
                 v => pubkey::from_jwk_or_set(v, id),
             };
             (field, "jwk".to_string(), parsed)
@@ -784,7 +807,7 @@ fn hmac_secret(
     } else if let Some(file) = &rk.secret_file {
         (
             "secret_file",
-            std::fs::read(resolve(ctx.base, file))
+            ctx.read(file)
                 .map(strip_newline)
                 .map_err(|e| format!("{file}: {}", read_error(&e))),
         )
@@ -832,6 +855,40 @@ mod tests {
 
     fn err(yaml: &str) -> String {
         load(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn key_files_are_listed_with_what_was_read() {
+        let r = load(
+            "keys:
+  - id: shared
+    algorithm: hmac-sha256
+    secret_file: test-shared-secret.bin
+  - id: ed
+    algorithm: ed25519
+    public_key: test-key-ed25519.pub.pem
+  - id: ed-again
+    algorithm: ed25519
+    public_key: test-key-ed25519.pub.pem
+  - id: inline
+    algorithm: hmac-sha256
+    secret_base64: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=
+",
+        )
+        .unwrap();
+        let want: Vec<(PathBuf, [u8; 32])> = ["test-shared-secret.bin", "test-key-ed25519.pub.pem"]
+            .iter()
+            .map(|f| {
+                let p = keys_dir().join(f);
+                let mut d = [0u8; 32];
+                d.copy_from_slice(
+                    ring::digest::digest(&ring::digest::SHA256, &std::fs::read(&p).unwrap())
+                        .as_ref(),
+                );
+                (p, d)
+            })
+            .collect();
+        assert_eq!(r.files(), &want[..]);
     }
 
     #[test]

@@ -787,7 +787,7 @@ impl Verifier {
             Err(e) => {
                 let m = match e {
                     cavage::BuildError::Absent(h) => format!(
-                        "headers= lists `{}` but the request has no such header (did a proxy drop it? hop-by-hop headers such as Connection never arrive; Tyk's verifier reads them as empty: tyk_absent_headers_empty)",
+                        "headers= lists `{}` but the request has no such header (did a proxy drop it? Tyk's proxy deletes hop-by-hop headers such as Connection after signing, so a signed value is lost: keep them out of Tyk's header_list; tyk_absent_headers_empty reads an absent header as empty, which helps only when it was empty when signed)",
                         shown(&h)
                     ),
                     cavage::BuildError::MissingParam(n) => {

@@ -4,11 +4,15 @@
 mod support;
 
 mod admin;
+mod api_keys;
 mod client_ip;
 mod interop;
 mod jwt;
+mod key_rotation;
 mod mtls;
 mod process;
 mod proxying;
 mod rotation;
 mod routing;
+mod signatures;
+mod tyk;
