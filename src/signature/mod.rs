@@ -12,6 +12,7 @@ pub mod coverage;
 pub mod date;
 pub mod digest;
 pub mod explain;
+pub mod redis_replay;
 pub mod replay;
 pub mod rfc9421;
 pub mod sign;
@@ -24,7 +25,8 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderName, Method, header};
 
 pub use explain::{Attempt, Explanation};
-pub use replay::ReplayStore;
+pub use redis_replay::RedisReplay;
+pub use replay::{Replay, ReplayStore};
 
 use crate::config::{DigestPolicy, ReplaySetting, SignatureSettings};
 use crate::registry::{Key, Registry};

@@ -10,5 +10,7 @@ mod jwt;
 mod mtls;
 mod process;
 mod proxying;
+mod remote_keys;
+mod replay_redis;
 mod rotation;
 mod routing;
