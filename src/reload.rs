@@ -5,7 +5,8 @@
 //! swaps the `..data` symlink in the directory, so watching the file itself would miss it), and the
 //! fingerprints are also polled every `reload.poll_interval` where no file event arrives. A change
 //! rebuilds the whole snapshot off the request path and publishes it in one atomic swap; a failed
-//! rebuild keeps the last good snapshot, logs `path: message` and counts it.
+//! rebuild keeps the last good snapshot, logs `path: message` and counts it. A key registry
+//! fetched over HTTPS is polled the same way (`poll_remote_keys`) and a change rebuilds likewise.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

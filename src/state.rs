@@ -53,6 +53,7 @@ impl Snapshot {
     /// Loads every file the configuration names and builds the runtime state. Opens no socket and
     /// starts no task (see `start_background`). Long-lived parts of `previous` are reused when
     /// their settings did not change.
+    ///
     /// A remote key registry is taken from `previous` when its URL and settings are unchanged;
     /// otherwise this fails (use [`Snapshot::load`], which fetches it first).
     pub fn build(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigError> {
@@ -88,27 +89,21 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         fetched: Option<Arc<RemoteRegistry>>,
     ) -> Result<Snapshot, ConfigError> {
-        let remote_keys = match &config.keys {
+        let (registry, remote_keys) = match &config.keys {
+            None => (None, None),
+            Some(KeySource::File(path)) => (
+                Some(Arc::new(Registry::load(path, &config.signature)?)),
+                None,
+            ),
             Some(KeySource::Url(url)) => {
-                match fetched.or_else(|| reusable_remote(&config, previous)) {
-                    Some(r) => Some(r),
-                    None => {
-                        return Err(ConfigError::one(
-                            format!("{}: keys", config.source.display()),
-                            format!("the remote registry {url} has not been fetched yet"),
-                        ));
-                    }
-                }
+                let Some(r) = fetched.or_else(|| reusable_remote(&config, previous)) else {
+                    return Err(ConfigError::one(
+                        format!("{}: keys", config.source.display()),
+                        format!("the remote registry {url} has not been fetched yet"),
+                    ));
+                };
+                (Some(Arc::new(r.registry(&config.signature)?)), Some(r))
             }
-            _ => None,
-        };
-        let registry = match (&config.keys, &remote_keys) {
-            (None, _) => None,
-            (Some(KeySource::File(path)), _) => {
-                Some(Arc::new(Registry::load(path, &config.signature)?))
-            }
-            (Some(KeySource::Url(_)), Some(r)) => Some(Arc::new(r.registry(&config.signature)?)),
-            (Some(KeySource::Url(_)), None) => None,
         };
         let verifier = registry
             .as_ref()
@@ -129,14 +124,11 @@ impl Snapshot {
             },
             ReplaySetting::Redis(r) => match previous.and_then(|p| p.replay.as_ref()) {
                 Some(Replay::Redis(prev)) if prev.serves(r) => Some(Replay::Redis(prev.clone())),
-                _ => Some(Replay::Redis(Arc::new(RedisReplay::new(r).map_err(
-                    |m| {
-                        ConfigError::one(
-                            format!("{}: signature.replay", config.source.display()),
-                            m,
-                        )
-                    },
-                )?))),
+                _ => {
+                    let at = format!("{}: signature.replay", config.source.display());
+                    let store = RedisReplay::new(r).map_err(|m| ConfigError::one(at, m))?;
+                    Some(Replay::Redis(Arc::new(store)))
+                }
             },
         };
         let jwt = match (&config.jwt, previous) {

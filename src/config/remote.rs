@@ -296,6 +296,10 @@ mod tests {
             e.contains("signature.replay_ca_file: applies only to a rediss://"),
             "{e}"
         );
+        let e = load("signature:\n  replay: \"rediss://127.0.0.1:6380/0#insecure\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("#insecure turns off"), "{e}");
         let e = load("signature:\n  replay: memory\n  replay_on_error: fail_open\n")
             .unwrap_err()
             .to_string();

@@ -2,7 +2,8 @@
 //! against the key registry. Next: the token checks (JWT, API key), then the proxy.
 //!
 //! Per signature, in order: parse, key, coverage, signature, digest, freshness. Replay is checked
-//! by the caller afterwards (`ReplayStore`), so only a request that passed everything is recorded.
+//! by the caller afterwards (`Replay`: in memory, or in Redis shared by the replicas), so only a
+//! request that passed everything is recorded.
 //! Several signatures in one request (RFC 9421 labels, a cavage header) are all tried: the first
 //! that passes wins; otherwise the refusal of the one that got furthest is reported.
 
