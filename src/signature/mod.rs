@@ -2,7 +2,8 @@
 //! against the key registry. Next: the token checks (JWT, API key), then the proxy.
 //!
 //! Per signature, in order: parse, key, coverage, signature, digest, freshness. Replay is checked
-//! by the caller afterwards (`ReplayStore`), so only a request that passed everything is recorded.
+//! by the caller afterwards (`Replay`: in memory, or in Redis shared by the replicas), so only a
+//! request that passed everything is recorded.
 //! Several signatures in one request (RFC 9421 labels, a cavage header) are all tried: the first
 //! that passes wins; otherwise the refusal of the one that got furthest is reported.
 
@@ -12,6 +13,7 @@ pub mod coverage;
 pub mod date;
 pub mod digest;
 pub mod explain;
+pub mod redis_replay;
 pub mod replay;
 pub mod rfc9421;
 pub mod sign;
@@ -24,7 +26,8 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderName, Method, header};
 
 pub use explain::{Attempt, Explanation};
-pub use replay::ReplayStore;
+pub use redis_replay::RedisReplay;
+pub use replay::{Replay, ReplayStore};
 
 use crate::config::{DigestPolicy, ReplaySetting, SignatureSettings};
 use crate::registry::{Key, Registry};

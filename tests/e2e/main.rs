@@ -12,6 +12,8 @@ mod key_rotation;
 mod mtls;
 mod process;
 mod proxying;
+mod remote_keys;
+mod replay_redis;
 mod rotation;
 mod routing;
 mod signatures;
