@@ -102,7 +102,7 @@ async fn handle_connection(
     } else {
         None
     };
-    let builder = serve::builder(limits);
+    let http = snap.http.clone();
     let Some(acceptor) = snap.tls.as_ref().and_then(|t| t.acceptor.clone()) else {
         let conn = Arc::new(ConnInfo::new(
             peer,
@@ -112,7 +112,7 @@ async fn handle_connection(
             snap.generation,
             close,
         ));
-        serve::serve(tcp, &builder, app, conn).await;
+        serve::serve(tcp, &http, serve::Proto::Detect, app, conn).await;
         return;
     };
     let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
@@ -150,5 +150,6 @@ async fn handle_connection(
         close,
     ));
     drop(snap);
-    serve::serve(tls, &builder, app, conn).await;
+    let proto = serve::Proto::from_alpn(tls.get_ref().1.alpn_protocol());
+    serve::serve(tls, &http, proto, app, conn).await;
 }

@@ -70,28 +70,31 @@ fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes hop-by-hop headers and those named in `Connection`. With `upgrade`, keeps
 /// `Upgrade` and sets `Connection: upgrade`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    // Find what to remove in one pass over the names (most requests carry none of these, and a
+    // removal hashes the name even when it is absent), then remove only that.
+    let keep_upgrade = |n: &HeaderName| upgrade && *n == header::UPGRADE;
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for k in h.keys() {
+        let hop = HOP_BY_HOP.contains(k)
+            || (*k == header::TE
+                && h.get(header::TE)
+                    .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers")));
+        if hop && !keep_upgrade(k) {
+            doomed.push(k.clone());
+        }
+    }
     if h.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = connection_tokens(h)
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for n in named {
-            if upgrade && n == header::UPGRADE {
-                continue;
+        for t in connection_tokens(h) {
+            if let Ok(n) = HeaderName::from_bytes(t.as_bytes())
+                && !keep_upgrade(&n)
+                && h.contains_key(&n)
+            {
+                doomed.push(n);
             }
-            h.remove(n);
         }
     }
-    for n in &HOP_BY_HOP {
-        if upgrade && *n == header::UPGRADE {
-            continue;
-        }
+    for n in doomed {
         h.remove(n);
-    }
-    // TE is hop-by-hop, but `TE: trailers` must reach gRPC backends.
-    if let Some(te) = h.get(header::TE)
-        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
-    {
-        h.remove(header::TE);
     }
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -101,18 +104,13 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
 /// Removes every incoming header only countersign may set: `x-countersign-*`/`x_countersign_*`
 /// in any case, and the client-certificate headers.
 pub fn strip_spoofable(h: &mut HeaderMap) {
-    for n in &SPOOFABLE {
-        h.remove(n);
+    let spoofed = |n: &HeaderName| SPOOFABLE.contains(n) || is_countersign_owned(n);
+    if !h.keys().any(spoofed) {
+        return;
     }
-    if h.keys().any(is_countersign_owned) {
-        let owned: Vec<HeaderName> = h
-            .keys()
-            .filter(|n| is_countersign_owned(n))
-            .cloned()
-            .collect();
-        for n in owned {
-            h.remove(n);
-        }
+    let names: Vec<HeaderName> = h.keys().filter(|n| spoofed(n)).cloned().collect();
+    for n in names {
+        h.remove(n);
     }
 }
 

@@ -1,57 +1,174 @@
 //! Step 3: HTTP on one connection: hyper-util's automatic HTTP/1.1 and HTTP/2, with the head-size,
 //! header-timeout and stream limits, and graceful shutdown. Next: `app.rs`, once per request.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, ConnInfo};
 use crate::config::Limits;
 use crate::metrics;
 
-/// The per-connection HTTP settings, built once per snapshot.
-pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_h2_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(Some(64))
-        .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
-        .keep_alive_timeout(std::time::Duration::from_secs(20));
-    b
+/// The HTTP settings for connections, built once per snapshot.
+#[derive(Clone)]
+pub struct Http {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    auto: auto::Builder<TokioExecutor>,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Http")
+    }
+}
+
+/// What a connection speaks: known from TLS ALPN, or detected from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.1 (ALPN `http/1.1`, or a TLS client that offered no ALPN).
+    Http1,
+    /// HTTP/2 (ALPN `h2`).
+    Http2,
+    /// A plain connection: HTTP/1.1, or HTTP/2 with prior knowledge.
+    Detect,
+}
+
+impl Proto {
+    /// The protocol a TLS handshake agreed on.
+    pub fn from_alpn(alpn: Option<&[u8]>) -> Proto {
+        match alpn {
+            Some(b"h2") => Proto::Http2,
+            _ => Proto::Http1,
+        }
+    }
+}
+
+impl Http {
+    /// Builders with the configured limits.
+    pub fn new(limits: &Limits) -> Http {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_header_size(limits.max_header_bytes)
+            .max_headers(limits.max_headers)
+            .keep_alive(true);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_h2_streams)
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(Some(64))
+            .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
+            .keep_alive_timeout(std::time::Duration::from_secs(20));
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .max_headers(limits.max_headers)
+            .keep_alive(true);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_h2_streams)
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(Some(64))
+            .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
+            .keep_alive_timeout(std::time::Duration::from_secs(20));
+        Http { h1, h2, auto }
+    }
+}
+
+/// A connection future that can be asked to finish what is in flight and close.
+trait Graceful: Future {
+    fn begin_graceful(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Graceful for http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn begin_graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B, E> Graceful for http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn begin_graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E, B> Graceful for auto::UpgradeableConnection<'_, I, S, E>
+where
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn begin_graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Drives a connection until it ends; when `close` is cancelled, lets in-flight requests finish.
+async fn drive<F, E>(
+    c: F,
+    close: &CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    F: Graceful<Output = Result<(), E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(c);
+    let r = tokio::select! {
+        r = c.as_mut() => r,
+        _ = close.cancelled() => {
+            c.as_mut().begin_graceful();
+            c.await
+        }
+    };
+    r.map_err(Into::into)
 }
 
 /// Serves HTTP on `io` until the client leaves, or until `conn.close` is cancelled (shutdown, or
 /// the client's certificate was revoked): then in-flight requests finish and the connection closes.
-pub async fn serve<I>(
-    io: I,
-    builder: &auto::Builder<TokioExecutor>,
-    app: Arc<App>,
-    conn: Arc<ConnInfo>,
-) where
+/// A TLS connection's protocol is known from ALPN, so its bytes go straight to the HTTP/1.1 or
+/// HTTP/2 state machine; a plain one is detected from its first bytes.
+pub async fn serve<I>(io: I, http: &Http, proto: Proto, app: Arc<App>, conn: Arc<ConnInfo>)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
     let close = conn.close.clone();
     let svc = service_fn(move |req| app.clone().handle(req, conn.clone()));
-    let c = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(c);
-    let result = tokio::select! {
-        r = c.as_mut() => r,
-        _ = close.cancelled() => {
-            c.as_mut().graceful_shutdown();
-            c.await
-        }
+    let io = TokioIo::new(io);
+    let result = match proto {
+        Proto::Http1 => drive(http.h1.serve_connection(io, svc).with_upgrades(), &close).await,
+        Proto::Http2 => drive(http.h2.serve_connection(io, svc), &close).await,
+        Proto::Detect => drive(http.auto.serve_connection_with_upgrades(io, svc), &close).await,
     };
     if let Err(e) = result {
         classify(&*e, peer);

@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub trusted_proxies: IpSet,
     /// The route table.
     pub routes: Routes,
+    /// HTTP/1.1 and HTTP/2 settings for new connections.
+    pub http: Arc<crate::serve::Http>,
     /// Counters for requests that match no route.
     pub no_route: RouteMetrics,
     /// Unique per snapshot: connections re-check their certificate once when it changes.
@@ -144,6 +146,7 @@ impl Snapshot {
             ip_allow: IpSet::new(&config.ip_allow),
             trusted_proxies: IpSet::new(&config.client_ip.trusted_proxies),
             routes: Routes::new(&config.routes),
+            http: Arc::new(crate::serve::Http::new(&config.limits)),
             no_route: RouteMetrics::new("-"),
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             jwt,

@@ -134,14 +134,17 @@ pub fn parse(input: &str) -> Result<Params<'_>, ParseError> {
             let vstart = i;
             let mut escaped = false;
             loop {
-                match b.get(i) {
+                // Jump to the next quote or backslash instead of stepping byte by byte.
+                match memchr::memchr2(b'"', b'\\', &b[i.min(b.len())..]) {
                     None => return Err(ParseError::Unterminated),
-                    Some(b'"') => break,
-                    Some(b'\\') => {
+                    Some(off) => {
+                        i += off;
+                        if b[i] == b'"' {
+                            break;
+                        }
                         escaped = true;
                         i += 2;
                     }
-                    Some(_) => i += 1,
                 }
             }
             if i > b.len() {
@@ -255,10 +258,11 @@ fn lower(s: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 fn split_headers(h: Cow<'_, str>) -> Result<Vec<Cow<'_, str>>, ParseError> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(8);
+    let ws = |c: char| c == ' ' || c == '\t';
     match h {
         Cow::Borrowed(s) => {
-            for part in s.split([' ', '\t']).filter(|p| !p.is_empty()) {
+            for part in s.split(ws).filter(|p| !p.is_empty()) {
                 out.push(lower(Cow::Borrowed(part)));
                 if out.len() > MAX_HEADERS {
                     return Err(ParseError::Headers("lists more than 64 entries"));
@@ -266,7 +270,7 @@ fn split_headers(h: Cow<'_, str>) -> Result<Vec<Cow<'_, str>>, ParseError> {
             }
         }
         Cow::Owned(s) => {
-            for part in s.split([' ', '\t']).filter(|p| !p.is_empty()) {
+            for part in s.split(ws).filter(|p| !p.is_empty()) {
                 out.push(Cow::Owned(part.to_ascii_lowercase()));
                 if out.len() > MAX_HEADERS {
                     return Err(ParseError::Headers("lists more than 64 entries"));
