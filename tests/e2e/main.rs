@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod client_ip;
+mod hostile;
 mod interop;
 mod jwt;
 mod mtls;
