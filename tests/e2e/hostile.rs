@@ -1029,6 +1029,145 @@ async fn created_in_the_future_or_long_expired_and_replays() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Paths
+
+/// A raw GET of `target` (no signature).
+fn get(target: &str) -> Vec<u8> {
+    raw("GET", target, &[], "")
+}
+
+#[tokio::test]
+async fn path_tricks_get_the_route_the_backend_resolves_or_are_refused_as_ambiguous() {
+    let b = Bench::new("").await;
+    // Every reading (decoded, undecoded, cut at ? or #, decoded twice) lands on /admin: /admin's
+    // policy applies (mtls comes first).
+    for trick in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/%2E%2E/admin",
+        "/public/./../admin/",
+        "//admin",
+        "/public//..//admin",
+        "/%61dmin",
+        "/public;x=1/../admin",
+    ] {
+        b.refused(trick, &get(trick), 403, Some("client_cert_denied"))
+            .await;
+    }
+    // Readings that disagree: a backend keeping %2F, ;, \ or an encoded ? or # inside a segment
+    // routes these elsewhere than one decoding them. `/admin/..%2Fpublic` was served as /public
+    // (no requirement) while Express and Go 1.22's ServeMux serve it under /admin.
+    for trick in [
+        "/admin/..%2Fpublic",
+        "/admin/..%2fpublic/x",
+        "/public/..%2Fadmin",
+        "/admin/..%5Cpublic",
+        "/admin\\..\\public",
+        "/admin;x=1",
+        "/admin%3Fx=1",
+        "/admin%23top",
+        "/public%3F/../admin",
+        "/public%23/../admin",
+        "/public/%252e%252e/admin",
+        "/admin/%252e%252e/public",
+    ] {
+        b.refused(trick, &get(trick), 400, Some("malformed_request"))
+            .await;
+    }
+    // Escapes that do not change the route are forwarded byte for byte.
+    for target in [
+        "/public/a%2Fb?x=%3F",
+        "/public/tags/%23rust",
+        "/public/q%3Fa",
+        "/public/x;v=1/y",
+        "/public/%25",
+    ] {
+        let resp = b.send(false, &get(target)).await.unwrap();
+        assert_eq!(status_of(&resp), 200, "{target}: {resp}");
+        assert_eq!(b.be.last().target, target);
+    }
+    b.sc.stop().await;
+}
+
+#[tokio::test]
+async fn the_backend_gets_exactly_the_path_that_was_verified() {
+    let b = Bench::new("").await;
+    let signed = |target: &str, signed_as: &str| {
+        let d = now_date();
+        let n = nonce();
+        let h = [("Date", d.as_str()), ("X-Nonce", n.as_str())];
+        let p = cavage_params("GET", signed_as, &h, &hmac(), "hmac-1", None, COVER);
+        raw(
+            "GET",
+            target,
+            &[h[0], h[1], ("Authorization", &format!("Signature {p}"))],
+            "",
+        )
+    };
+    for target in [
+        "/public/../admin?x=1",
+        "//admin/%2e%2e/admin/x%2Fy?q=%20&r",
+        "/admin/x;v=1",
+        "/admin/%7Euser",
+    ] {
+        let resp = b.send(true, &signed(target, target)).await.unwrap();
+        assert_eq!(status_of(&resp), 200, "{target}: {resp}");
+        let seen = b.be.last();
+        assert_eq!(seen.target, target, "byte for byte");
+        assert_eq!(seen.headers["x-countersign-key-id"], "hmac-1");
+        assert_eq!(seen.headers["x-countersign-cert-subject"], "CN=tyk-edge");
+    }
+    // A signature over another spelling of the same resource does not verify.
+    for (target, signed_as) in [
+        ("/public/../admin?x=1", "/admin?x=1"),
+        ("/admin/%7Euser", "/admin/~user"),
+        ("/admin/%7euser", "/admin/%7Euser"),
+        ("//admin", "/admin"),
+        ("/admin?b=2&a=1", "/admin?a=1&b=2"),
+    ] {
+        b.refused_as(
+            true,
+            &format!("{target} signed as {signed_as}"),
+            &signed(target, signed_as),
+            401,
+            Some("signature_invalid"),
+        )
+        .await;
+    }
+    // RFC 9421 @path is the raw path too.
+    let n = nonce();
+    let (input, sig) = rfc9421_headers(
+        "/admin/%2e/x",
+        "sig1",
+        &hmac(),
+        "hmac-1",
+        None,
+        now_unix(),
+        &[("X-Nonce", &n)],
+    );
+    let h = [
+        ("X-Nonce", n.as_str()),
+        ("Signature-Input", input.as_str()),
+        ("Signature", sig.as_str()),
+    ];
+    b.refused_as(
+        true,
+        "RFC 9421 @path with another escape case",
+        &raw("GET", "/admin/%2E/x", &h, ""),
+        401,
+        Some("signature_invalid"),
+    )
+    .await;
+    let resp = b
+        .send(true, &raw("GET", "/admin/%2e/x", &h, ""))
+        .await
+        .unwrap();
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(b.be.last().target, "/admin/%2e/x");
+    b.sc.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Framing
 
 #[tokio::test]
