@@ -1384,3 +1384,27 @@ async fn oversized_heads_slow_clients_and_non_tls_bytes() {
     );
     b.sc.stop().await;
 }
+
+#[tokio::test]
+async fn a_broken_request_body_is_the_clients_fault_not_the_backends() {
+    // It used to be answered 502 upstream_unavailable and counted as a backend failure, so any
+    // client could raise the backend alarm.
+    let b = Bench::new("").await;
+    for (what, bytes) in [
+        (
+            "a chunk size line ending in a bare LF",
+            &b"POST /public/chunk HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5;x\nhello\r\n0\r\n\r\n"[..],
+        ),
+        (
+            "a chunk size that is not hex",
+            &b"POST /public/chunk HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"[..],
+        ),
+    ] {
+        let resp = b.send(false, bytes).await.unwrap();
+        assert_eq!(status_of(&resp), 400, "{what}: {resp}");
+        assert_eq!(json_of(&resp)["error"], "malformed_request", "{what}");
+        assert!(!b.be.targets().iter().any(|t| t == "/public/chunk"));
+        b.still_serves(what).await;
+    }
+    b.sc.stop().await;
+}
