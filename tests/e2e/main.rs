@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod client_ip;
 mod hostile;
+mod hostile_h2;
 mod interop;
 mod jwt;
 mod mtls;
