@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod client_ip;
+mod faults;
 mod hostile;
 mod hostile_h2;
 mod interop;

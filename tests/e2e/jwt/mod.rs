@@ -3,7 +3,7 @@
 
 mod config;
 mod https;
-mod idp;
+pub mod idp;
 mod introspection;
 mod keys;
 mod pyjwt;
