@@ -670,3 +670,83 @@ async fn stop(mut c: Child) -> std::process::ExitStatus {
         .unwrap_or_else(|_| panic!("child {pid} did not exit"))
         .unwrap()
 }
+
+#[tokio::test]
+async fn running_out_of_file_descriptors_refuses_new_connections_and_serves_open_ones() {
+    let pki = Pki::new();
+    let be = echo().await;
+    // 64 descriptors: fewer than the default connection limit (64) needs, so the descriptors run
+    // out first.
+    let c = Child::spawn(
+        &pki,
+        &child_yaml(be.addr, "limits:\n  handshake_timeout: 2s\n"),
+        Some(64),
+    );
+    let http = c.client(&pki);
+    // One pooled connection to the backend, for the requests made while descriptors are short.
+    assert_eq!(http.get(c.url("/warm")).send().await.unwrap().status(), 200);
+    let mut held = Vec::new();
+    let refused = loop {
+        assert!(held.len() < 64, "descriptors never ran out");
+        let t = Instant::now();
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            tls_connect(&pki, c.addr, Some(&pki.client), b""),
+        )
+        .await
+        {
+            Ok(Ok(s)) => held.push(s),
+            Ok(Err(e)) => break (e, t.elapsed()),
+            Err(_) => panic!(
+                "connection {} hangs instead of being refused ({} descriptors open)",
+                held.len(),
+                c.open_fds()
+            ),
+        }
+    };
+    assert!(held.len() >= 20, "only {} connections", held.len());
+    assert!(refused.1 < Duration::from_secs(1), "{refused:?}");
+    // Refused again, promptly, while nothing changes.
+    for _ in 0..3 {
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            tls_connect(&pki, c.addr, Some(&pki.client), b""),
+        )
+        .await
+        .expect("refused, not hung");
+        assert!(r.is_err());
+    }
+    // The open connections are still served.
+    for s in held.iter_mut().take(3) {
+        s.write_all(b"GET /still HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status_of(&String::from_utf8_lossy(&buf[..n])), 200);
+    }
+    // Connections close: the process recovers.
+    held.truncate(5);
+    eventually(5, || async {
+        http.get(c.url("/after"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let m = plain_client()
+        .get(format!("http://{}/metrics", c.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        sample(&m, "countersign_connections_total{result=\"over_limit\"}") >= 4.0,
+        "{m}"
+    );
+}
