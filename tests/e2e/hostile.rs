@@ -1597,5 +1597,7 @@ async fn forged_client_addresses_are_not_believed() {
     .unwrap();
     assert_eq!(status_of(&resp), 200, "{resp}");
     assert_eq!(be.last().headers["x-countersign-client-ip"], "127.0.0.1");
+    // X-Forwarded-For itself passes through untouched: backends must read X-Countersign-Client-Ip.
+    assert_eq!(be.last().headers["x-forwarded-for"], "203.0.113.9");
     sc.stop().await;
 }
