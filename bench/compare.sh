@@ -58,8 +58,8 @@ cat "$OUT/pki/server.crt" "$OUT/pki/server.key" > "$OUT/pki/server.pem"
 
 # --- keys for the signed targets ---------------------------------------------------------------
 HMAC_SECRET=$(head -c 32 /dev/urandom | base64 | tr -d '=+/' | head -c 32)
-"$CS" keygen --alg rsa-sha256 --out "$OUT/keys-rsa" >/dev/null
-"$CS" keygen --alg ed25519 --out "$OUT/keys-ed" >/dev/null
+"$CS" keygen --alg rsa-sha256 --id tyk-rsa --out "$OUT/keys-rsa" >/dev/null
+"$CS" keygen --alg ed25519 --id edge-ed25519 --out "$OUT/keys-ed" >/dev/null
 cat > "$OUT/keys.yaml" <<EOF
 keys:
   - id: tyk-hmac
@@ -67,10 +67,10 @@ keys:
     secret: "$HMAC_SECRET"
   - id: tyk-rsa
     algorithm: rsa-sha256
-    public_key: $OUT/keys-rsa/public.pem
+    public_key: $OUT/keys-rsa/tyk-rsa.pub.pem
   - id: edge-ed25519
     algorithm: ed25519
-    public_key: $OUT/keys-ed/public.pem
+    public_key: $OUT/keys-ed/edge-ed25519.pub.pem
 EOF
 
 # --- the backend: nginx return 200 on core 1 ---------------------------------------------------
@@ -107,6 +107,14 @@ rss_kib() { awk '/VmRSS/ {print $2}' /proc/$1/status 2>/dev/null || echo 0; }
 hwm_kib() { awk '/VmHWM/ {print $2}' /proc/$1/status 2>/dev/null || echo 0; }
 TICKS=$(getconf CLK_TCK)
 
+# nginx's master and its workers (the workers' command line does not name the config).
+nginx_pids() {
+  local m
+  for _ in $(seq 1 100); do [ -s "$1" ] && break; sleep 0.05; done
+  m=$(cat "$1")
+  echo "$m $(pgrep -P "$m" | tr '\n' ' ')"
+}
+
 # oha against the proxy: $1 = extra args; prints JSON.
 load() {
   local url=$1; shift
@@ -123,7 +131,7 @@ start_target() {
   case "$name" in
     direct)
       URL="http://127.0.0.1:$BACKEND_PORT/bench"
-      TARGET_PIDS=($(pgrep -f "nginx.*$OUT/backend" | tr '\n' ' '))
+      TARGET_PIDS=($(nginx_pids "$OUT/backend/nginx.pid"))
       return ;;
     nginx)
       mkdir -p "$OUT/nginx"
@@ -164,13 +172,13 @@ EOF
       PIDS+=($!)
       wait_port $PROXY_PORT
       sleep 0.2
-      TARGET_PIDS=($(pgrep -f "nginx.*$OUT/nginx/nginx.conf" | tr '\n' ' ')) ;;
+      TARGET_PIDS=($(nginx_pids "$OUT/nginx/nginx.pid")) ;;
     haproxy)
       mkdir -p "$OUT/haproxy"
       cat > "$OUT/haproxy/haproxy.cfg" <<EOF
 global
   nbthread 1
-  maxconn 20000
+  maxconn 8000
   tune.ssl.default-dh-param 2048
 defaults
   mode http
@@ -233,13 +241,13 @@ EOF
       case "$name" in
         cs-hmac)
           mapfile -t HEADERS < <("$CS" sign --scheme tyk --alg hmac-sha256 --key-id tyk-hmac --secret "$HMAC_SECRET" \
-            --method GET --url "https://localhost:$PROXY_PORT/bench" --headers-only) ;;
+            --method GET --url "https://localhost:$PROXY_PORT/bench") ;;
         cs-rsa)
-          mapfile -t HEADERS < <("$CS" sign --scheme tyk --alg rsa-sha256 --key-id tyk-rsa --key-file "$OUT/keys-rsa/private.pem" \
-            --method GET --url "https://localhost:$PROXY_PORT/bench" --headers-only) ;;
+          mapfile -t HEADERS < <("$CS" sign --scheme tyk --alg rsa-sha256 --key-id tyk-rsa --key-file "$OUT/keys-rsa/tyk-rsa.key.pem" \
+            --method GET --url "https://localhost:$PROXY_PORT/bench") ;;
         cs-ed25519|cs-report)
-          mapfile -t HEADERS < <("$CS" sign --scheme rfc9421 --alg ed25519 --key-id edge-ed25519 --key-file "$OUT/keys-ed/private.pem" \
-            --method GET --url "https://localhost:$PROXY_PORT/bench" --components '@method @path @query @authority' --headers-only) ;;
+          mapfile -t HEADERS < <("$CS" sign --scheme rfc9421 --alg ed25519 --key-id edge-ed25519 --key-file "$OUT/keys-ed/edge-ed25519.key.pem" \
+            --method GET --url "https://localhost:$PROXY_PORT/bench" --components '@method @authority @path @query') ;;
       esac ;;
   esac
 }

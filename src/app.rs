@@ -416,7 +416,9 @@ async fn check_route(
         r?;
     }
     if let (Some((token, until)), Some(store)) = (replay, &snap.replay) {
-        store.check_and_record(token, until, SystemTime::now())?;
+        store
+            .check_and_record(token, until, SystemTime::now())
+            .await?;
     }
     Ok(())
 }

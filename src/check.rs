@@ -1,5 +1,5 @@
-//! `countersign check`: load everything `run` would, open no socket, print a summary, the
-//! warnings and every problem as `path: message`.
+//! `countersign check`: load everything `run` would, open no listening socket, print a summary,
+//! the warnings and every problem as `path: message`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -17,7 +17,19 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match Snapshot::build(config, None) {
+    // A remote key registry is fetched once, as `run` would; nothing else is contacted (a Redis
+    // replay store's URL is only parsed).
+    let built = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(Snapshot::load(config, None)),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match built {
         Ok(s) => {
             print!("{}", summary(&s));
             ExitCode::SUCCESS
@@ -53,6 +65,14 @@ pub fn summary(s: &Snapshot) -> String {
         let _ = writeln!(out, "admin:    {a}");
     }
     let _ = writeln!(out, "mode:     {}", c.mode.as_str());
+    if let crate::config::ReplaySetting::Redis(r) = &c.signature.replay {
+        let _ = writeln!(
+            out,
+            "replay:   {} (shared; {} on error; check does not connect)",
+            r.redacted(),
+            r.on_error.as_str()
+        );
+    }
     let _ = writeln!(out, "routes:");
     for r in s.routes.iter() {
         let methods = if r.methods.is_empty() {

@@ -37,6 +37,13 @@ pub const CONNECTIONS_TOTAL: &str = "countersign_connections_total";
 pub const CONNECTIONS_ACTIVE: &str = "countersign_connections_active";
 /// HTTP-level connection errors by kind (`header_timeout`, `headers_too_large`, `malformed`, ...).
 pub const CONNECTION_ERRORS: &str = "countersign_connection_errors_total";
+/// Checks the Redis replay store could not answer, by `on_error` (`fail_closed`: refused,
+/// `fail_open`: forwarded unrecorded).
+pub const REPLAY_STORE_ERRORS: &str = "countersign_replay_store_errors_total";
+/// Fetches of a remote key registry by result (`changed`, `not_modified`, `unchanged`, `error`).
+pub const KEYS_FETCHES: &str = "countersign_keys_fetches_total";
+/// When a remote key registry last answered with a usable document (or 304).
+pub const KEYS_FETCH_SUCCESS: &str = "countersign_keys_last_fetch_success_timestamp_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -97,6 +104,15 @@ fn describe() {
     describe_counter!(CONNECTIONS_TOTAL, "Connections by result");
     describe_gauge!(CONNECTIONS_ACTIVE, "Connections open now");
     describe_counter!(CONNECTION_ERRORS, "HTTP-level connection errors by kind");
+    describe_counter!(
+        REPLAY_STORE_ERRORS,
+        "Replay checks the Redis store could not answer, by on_error"
+    );
+    describe_counter!(KEYS_FETCHES, "Fetches of the remote key registry by result");
+    describe_gauge!(
+        KEYS_FETCH_SUCCESS,
+        "Unix time the remote key registry last answered with a usable document or 304"
+    );
 }
 
 fn mode_index(m: Mode) -> usize {
@@ -251,4 +267,18 @@ pub fn cert_expiry(name: &str, unix: i64) {
 /// Publishes the number of registry keys.
 pub fn keys_loaded(n: usize) {
     gauge!(KEYS_LOADED).set(n as f64);
+}
+
+/// Counts a replay check the Redis store could not answer (`on_error`: `fail_closed`, `fail_open`).
+pub fn replay_store_error(on_error: &'static str) {
+    counter!(REPLAY_STORE_ERRORS, "on_error" => on_error).increment(1);
+}
+
+/// Counts a fetch of the remote key registry (`changed`, `not_modified`, `unchanged`, `error`); a
+/// usable answer also sets the last-fetch-success gauge.
+pub fn keys_fetch(result: &'static str) {
+    counter!(KEYS_FETCHES, "result" => result).increment(1);
+    if result != "error" {
+        gauge!(KEYS_FETCH_SUCCESS).set(crate::sys::unix_now_f64());
+    }
 }

@@ -5,7 +5,8 @@
 //! swaps the `..data` symlink in the directory, so watching the file itself would miss it), and the
 //! fingerprints are also polled every `reload.poll_interval` where no file event arrives. A change
 //! rebuilds the whole snapshot off the request path and publishes it in one atomic swap; a failed
-//! rebuild keeps the last good snapshot, logs `path: message` and counts it.
+//! rebuild keeps the last good snapshot, logs `path: message` and counts it. A key registry
+//! fetched over HTTPS is polled the same way (`poll_remote_keys`) and a change rebuilds likewise.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -37,8 +38,29 @@ pub fn watched_files(c: &Config) -> Vec<(PathBuf, What)> {
     if let Some(crate::config::KeySource::File(p)) = &c.keys {
         out.push((p.clone(), "keys"));
     }
+    if let Some(p) = &c.keys_fetch.ca_file {
+        out.push((p.clone(), "keys"));
+    }
+    if let crate::config::ReplaySetting::Redis(r) = &c.signature.replay
+        && let Some(p) = &r.ca_file
+    {
+        out.push((p.clone(), "replay"));
+    }
     if let Some(p) = c.jwt.as_ref().and_then(|j| j.jwks_file.as_ref()) {
         out.push((p.clone(), "jwks"));
+    }
+    out
+}
+
+/// `watched_files` of the snapshot's config, plus the files its key registry read key material
+/// from (labelled `keys`): a rotated `secret_file` or `public_key` reloads the registry even when
+/// the registry file is unchanged (a Kubernetes Secret swap often changes only those).
+fn snapshot_files(s: &Snapshot) -> Vec<(PathBuf, What)> {
+    let mut out = watched_files(&s.config);
+    for (p, _) in s.registry.iter().flat_map(|r| r.files()) {
+        if !out.iter().any(|(f, _)| f == p) {
+            out.push((p.clone(), "keys"));
+        }
     }
     out
 }
@@ -83,10 +105,15 @@ pub fn publish(s: &Snapshot) {
     }
 }
 
+/// One rebuild at a time: the file watcher, SIGHUP and the remote registry poll may all ask.
+static REBUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Rebuilds the snapshot from the current config file. On success it is published; on failure
 /// the last good one stays. `whats` labels the reload metrics. A changed JWKS file alone reloads
-/// only the key set of the (kept) token verifier.
-pub fn rebuild(state: &Shared, whats: &[What]) -> Result<(), ConfigError> {
+/// only the key set of the (kept) token verifier. A remote key registry whose URL or settings
+/// changed is fetched first (bounded by `keys_timeout`).
+pub async fn rebuild(state: &Shared, whats: &[What]) -> Result<(), ConfigError> {
+    let _one = REBUILDING.lock().await;
     let current = state.load_full();
     if whats.contains(&"jwks")
         && let Some(j) = &current.jwt
@@ -106,15 +133,20 @@ pub fn rebuild(state: &Shared, whats: &[What]) -> Result<(), ConfigError> {
     if whats.is_empty() {
         return Ok(());
     }
-    let result = current.config.reread().and_then(|c| {
-        if c.listen != current.config.listen
-            || c.admin != current.config.admin
-            || c.upstream.uri != current.config.upstream.uri
-        {
-            tracing::warn!("listen, admin and upstream changes take effect only after a restart");
+    let result = match current.config.reread() {
+        Ok(c) => {
+            if c.listen != current.config.listen
+                || c.admin != current.config.admin
+                || c.upstream.uri != current.config.upstream.uri
+            {
+                tracing::warn!(
+                    "listen, admin and upstream changes take effect only after a restart"
+                );
+            }
+            Snapshot::load(c, Some(&current)).await
         }
-        Snapshot::build(c, Some(&current))
-    });
+        Err(e) => Err(e),
+    };
     match result {
         Ok(s) => {
             publish(&s);
@@ -173,8 +205,25 @@ impl Watch {
         }
     }
 
+    /// Also watches the key files the first snapshot read, with the fingerprints of what it read
+    /// (so a change made while it was being built is not missed).
+    fn track_key_files(&mut self, s: &Snapshot) {
+        let mut added = false;
+        for (p, print) in s.registry.iter().flat_map(|r| r.files()) {
+            if !self.files.iter().any(|(f, _)| f == p) {
+                self.files.push((p.clone(), "keys"));
+                self.prints.insert(p.clone(), Some(*print));
+                added = true;
+            }
+        }
+        if added {
+            self.watcher = make_watcher(&self.files, self.tx.clone());
+        }
+    }
+
     /// Reloads on every change until `stop`, checking at least every `poll`.
     pub async fn run(mut self, state: Shared, poll: Duration, stop: CancellationToken) {
+        self.track_key_files(&state.load());
         let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -195,13 +244,47 @@ impl Watch {
             // Remember what was seen even when the rebuild fails, so a broken file is reported once
             // and retried on its next change.
             self.prints = new;
-            if rebuild(&state, &whats).is_ok() {
-                let now = watched_files(&state.load().config);
+            if rebuild(&state, &whats).await.is_ok() {
+                let now = snapshot_files(&state.load());
                 if now != self.files {
                     self.files = now;
                     self.prints = fingerprints(&self.files);
                     self.watcher = make_watcher(&self.files, self.tx.clone());
                 }
+            }
+        }
+    }
+}
+
+/// Polls the remote key registry of the current snapshot (`keys: https://...`) every
+/// `keys_refresh` until `stop`, and rebuilds the snapshot when it changed. Between fetches the
+/// current snapshot is looked up again, so a reload that changes or removes the URL is followed.
+pub async fn poll_remote_keys(state: Shared, stop: CancellationToken) {
+    loop {
+        let snap = state.load_full();
+        let remote = snap.remote_keys.clone();
+        let wait = remote
+            .as_ref()
+            .map_or(snap.config.reload.poll_interval, |r| r.refresh());
+        let signature = snap.config.signature.clone();
+        drop(snap);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let Some(remote) = remote else { continue };
+        let fetched = tokio::select! {
+            _ = stop.cancelled() => return,
+            f = remote.fetch(&signature) => f,
+        };
+        match fetched {
+            Ok(crate::registry::remote::Fetched::Changed) => {
+                tracing::info!(url = %remote.url(), "remote key registry changed");
+                let _ = rebuild(&state, &["keys"]).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(url = %remote.url(), problem = %e, "remote key registry fetch failed; keeping the last good registry");
             }
         }
     }

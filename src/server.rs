@@ -53,7 +53,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     crate::tls::install_default_provider();
     crate::metrics::init();
     let watch = reload::Watch::new(&config);
-    let snapshot = Snapshot::build(config, None)?;
+    let snapshot = Snapshot::load(config, None).await?;
     let probes = Arc::new(
         crate::inject::probes::AppProbes::from_env()
             .map_err(|m| ConfigError::one(crate::inject::probes::APP_PROBES_ENV, m))?,
@@ -113,6 +113,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.reload.poll_interval,
         admin_stop.clone(),
     ));
+    tokio::spawn(reload::poll_remote_keys(state.clone(), admin_stop.clone()));
     readiness.started.store(true, Ordering::Release);
     tracing::info!(listen = %addr, admin = %admin_addr.map_or("off".to_string(), |a| a.to_string()), upstream = %config.upstream.uri, tls = config.tls.as_ref().is_some_and(|t| t.terminates()), "countersign started");
     Ok(Running {
@@ -128,15 +129,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 }
 
 impl Running {
-    /// Rebuilds the state from the config file (SIGHUP); on any error the last good state stays.
-    pub fn reload(&self) -> Result<(), ConfigError> {
+    /// Rebuilds the state from the config file (SIGHUP), after fetching a remote key registry;
+    /// on any error the last good state stays.
+    pub async fn reload(&self) -> Result<(), ConfigError> {
+        // A remote key registry is asked at once rather than at its next poll.
+        let current = self.state.load_full();
+        if let Some(r) = &current.remote_keys
+            && let Err(e) = r.fetch(&current.config.signature).await
+        {
+            tracing::error!(url = %r.url(), problem = %e, "remote key registry fetch failed; keeping the last good registry");
+        }
+        drop(current);
         let mut whats: Vec<reload::What> = reload::watched_files(&self.state.load().config)
             .into_iter()
             .map(|(_, w)| w)
             .collect();
         whats.sort_unstable();
         whats.dedup();
-        reload::rebuild(&self.state, &whats)
+        reload::rebuild(&self.state, &whats).await
     }
 
     /// Begins shutdown: `/readyz` turns 503, accepting stops, open connections drain.

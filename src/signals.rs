@@ -20,7 +20,7 @@ pub async fn wait_for_shutdown(running: &Running) {
             _ = int.recv() => { tracing::info!("SIGINT: draining"); return; }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading");
-                let _ = running.reload();
+                let _ = running.reload().await;
             }
         }
     }

@@ -11,7 +11,8 @@ use crate::metrics::RouteMetrics;
 use crate::policy::ipset::IpSet;
 use crate::policy::routes::Routes;
 use crate::registry::Registry;
-use crate::signature::{ReplayStore, Verifier};
+use crate::registry::remote::RemoteRegistry;
+use crate::signature::{RedisReplay, Replay, ReplayStore, Verifier};
 use crate::tls::{self, TlsState};
 use crate::token::JwtVerifier;
 
@@ -37,7 +38,10 @@ pub struct Snapshot {
     /// Signature verification against the registry.
     pub verifier: Option<Verifier>,
     /// Signatures already accepted (kept across reloads while `signature.replay` is unchanged).
-    pub replay: Option<Arc<ReplayStore>>,
+    pub replay: Option<Replay>,
+    /// The remote key registry's client and last good document (`keys: https://...`; kept
+    /// across reloads while the URL and its settings are unchanged).
+    pub remote_keys: Option<Arc<RemoteRegistry>>,
     /// The bearer-token verifier (kept across reloads while `jwt:` is unchanged, so its key set
     /// survives).
     pub jwt: Option<Arc<JwtVerifier>>,
@@ -49,19 +53,57 @@ impl Snapshot {
     /// Loads every file the configuration names and builds the runtime state. Opens no socket and
     /// starts no task (see `start_background`). Long-lived parts of `previous` are reused when
     /// their settings did not change.
+    ///
+    /// A remote key registry is taken from `previous` when its URL and settings are unchanged;
+    /// otherwise this fails (use [`Snapshot::load`], which fetches it first).
     pub fn build(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigError> {
-        let registry = match &config.keys {
-            None => None,
-            Some(KeySource::File(path)) => Some(Arc::new(Registry::load(path, &config.signature)?)),
-            Some(KeySource::Url(url)) => match previous.and_then(|p| p.registry.clone()) {
-                Some(r) => Some(r),
-                None => {
+        Self::build_with(config, previous, None)
+    }
+
+    /// Like [`Snapshot::build`], but first fetches what must be fetched before the snapshot can
+    /// serve: a remote key registry that `previous` does not already hold. The fetch is bounded by
+    /// `keys_timeout`; when it fails the snapshot is not built (at start: the sidecar does not
+    /// start, exit 2; on reload: the last good snapshot stays).
+    pub async fn load(
+        config: Config,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConfigError> {
+        let fetched = match &config.keys {
+            Some(KeySource::Url(url)) if reusable_remote(&config, previous).is_none() => {
+                let at = format!("{}: keys", config.source.display());
+                let remote = RemoteRegistry::new(url, &config.keys_fetch)
+                    .map_err(|m| ConfigError::one(at.clone(), m))?;
+                remote
+                    .fetch(&config.signature)
+                    .await
+                    .map_err(|m| ConfigError::one(at, format!("{url}: {m}")))?;
+                Some(Arc::new(remote))
+            }
+            _ => None,
+        };
+        Self::build_with(config, previous, fetched)
+    }
+
+    fn build_with(
+        config: Config,
+        previous: Option<&Snapshot>,
+        fetched: Option<Arc<RemoteRegistry>>,
+    ) -> Result<Snapshot, ConfigError> {
+        let (registry, remote_keys) = match &config.keys {
+            None => (None, None),
+            Some(KeySource::File(path)) => (
+                Some(Arc::new(Registry::load(path, &config.signature)?)),
+                None,
+            ),
+            Some(KeySource::Url(url)) => {
+                let Some(r) = fetched.or_else(|| reusable_remote(&config, previous)) else {
                     return Err(ConfigError::one(
-                        config.source.display().to_string(),
-                        format!("keys: the remote registry {url} has not been fetched yet"),
+                        format!("{}: keys", config.source.display()),
+                        format!("the remote registry {url} has not been fetched yet"),
                     ));
-                }
-            },
+                };
+                (Some(Arc::new(r.registry(&config.signature)?)), Some(r))
+            }
         };
         let verifier = registry
             .as_ref()
@@ -76,14 +118,18 @@ impl Snapshot {
                 {
                     p.replay.clone()
                 }
-                _ => Some(Arc::new(ReplayStore::new(config.signature.replay_capacity))),
+                _ => Some(Replay::Memory(Arc::new(ReplayStore::new(
+                    config.signature.replay_capacity,
+                )))),
             },
-            ReplaySetting::Redis(_) => {
-                return Err(ConfigError::one(
-                    format!("{}: signature.replay", config.source.display()),
-                    "redis:// replay stores are not available in this build; use memory",
-                ));
-            }
+            ReplaySetting::Redis(r) => match previous.and_then(|p| p.replay.as_ref()) {
+                Some(Replay::Redis(prev)) if prev.serves(r) => Some(Replay::Redis(prev.clone())),
+                _ => {
+                    let at = format!("{}: signature.replay", config.source.display());
+                    let store = RedisReplay::new(r).map_err(|m| ConfigError::one(at, m))?;
+                    Some(Replay::Redis(Arc::new(store)))
+                }
+            },
         };
         let jwt = match (&config.jwt, previous) {
             (None, _) => None,
@@ -104,6 +150,7 @@ impl Snapshot {
             registry,
             verifier,
             replay,
+            remote_keys,
             tls,
             config: Arc::new(config),
         })
@@ -122,6 +169,17 @@ impl Snapshot {
     pub fn verifiers_ready(&self) -> bool {
         self.jwt.as_ref().is_none_or(|j| j.is_ready())
     }
+}
+
+/// The remote registry of `previous`, when it serves the same URL with the same settings.
+fn reusable_remote(config: &Config, previous: Option<&Snapshot>) -> Option<Arc<RemoteRegistry>> {
+    let Some(KeySource::Url(url)) = &config.keys else {
+        return None;
+    };
+    previous
+        .and_then(|p| p.remote_keys.as_ref())
+        .filter(|r| r.serves(url, &config.keys_fetch))
+        .cloned()
 }
 
 /// The published snapshot.

@@ -25,6 +25,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub ip_allow: Vec<String>,
     pub keys: Option<String>,
+    pub keys_ca_file: Option<String>,
+    pub keys_refresh: Option<String>,
+    pub keys_timeout: Option<String>,
+    pub keys_max_bytes: Option<usize>,
     #[serde(default)]
     pub signature: RawSignature,
     pub jwt: Option<RawJwt>,
@@ -96,6 +100,10 @@ pub struct RawSignature {
     pub digest: Option<String>,
     pub replay: Option<String>,
     pub replay_capacity: Option<usize>,
+    pub replay_on_error: Option<String>,
+    pub replay_timeout: Option<String>,
+    pub replay_key_prefix: Option<String>,
+    pub replay_ca_file: Option<String>,
     pub cavage_header: Option<String>,
     #[serde(default)]
     pub tyk_compat: bool,

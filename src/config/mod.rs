@@ -5,6 +5,7 @@
 //! certificate: that is `state::Snapshot::build`'s job.
 
 pub mod file;
+pub mod remote;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +16,7 @@ use http::{HeaderName, Method};
 use ipnet::IpNet;
 
 use file::RawConfig;
+pub use remote::{KeysFetch, RedisReplaySettings, ReplayOnError};
 
 /// One problem found in a configuration or a file it names, printed as `where: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,8 +281,8 @@ pub enum ReplaySetting {
     Off,
     /// An in-process, bounded set of accepted signatures.
     Memory,
-    /// A Redis URL shared by several sidecars.
-    Redis(String),
+    /// A Redis server shared by several sidecars.
+    Redis(RedisReplaySettings),
 }
 
 /// `signature:`
@@ -322,7 +324,11 @@ pub struct SignatureSettings {
 impl Default for SignatureSettings {
     /// The settings of a config file with no `signature:` section.
     fn default() -> Self {
-        validate_signature(&RawConfig::default(), &mut Problems::new("<defaults>"))
+        validate_signature(
+            &RawConfig::default(),
+            Path::new("."),
+            &mut Problems::new("<defaults>"),
+        )
     }
 }
 
@@ -496,6 +502,8 @@ pub struct Config {
     pub ip_allow: Vec<IpNet>,
     /// The key registry.
     pub keys: Option<KeySource>,
+    /// How a remote (`https://`) key registry is fetched.
+    pub keys_fetch: KeysFetch,
     /// Signature verification.
     pub signature: SignatureSettings,
     /// Bearer JWT validation.
@@ -779,7 +787,7 @@ fn validate(raw: RawConfig, source: &Path, base: &Path) -> Result<Config, Config
         }
     });
 
-    let signature = validate_signature(&raw, &mut p);
+    let signature = validate_signature(&raw, base, &mut p);
     let jwt = raw.jwt.as_ref().map(|j| validate_jwt(j, base, &mut p));
     let api_key_header = raw
         .api_key
@@ -807,6 +815,8 @@ fn validate(raw: RawConfig, source: &Path, base: &Path) -> Result<Config, Config
     if reload.poll_interval < Duration::from_millis(100) {
         p.field("reload.poll_interval", "must be at least 100ms");
     }
+    let keys_fetch =
+        remote::validate_keys_fetch(&raw, keys.as_ref(), reload.poll_interval, base, &mut p);
 
     // Cross-field rules: fail closed.
     for (i, r) in routes.iter().enumerate() {
@@ -861,6 +871,7 @@ fn validate(raw: RawConfig, source: &Path, base: &Path) -> Result<Config, Config
         client_ip,
         ip_allow,
         keys,
+        keys_fetch,
         signature,
         jwt,
         api_key_header,
@@ -1099,7 +1110,7 @@ pub fn validate_component_name(s: &str) -> Result<String, String> {
     }
 }
 
-fn validate_signature(raw: &RawConfig, p: &mut Problems) -> SignatureSettings {
+fn validate_signature(raw: &RawConfig, base: &Path, p: &mut Problems) -> SignatureSettings {
     let s = &raw.signature;
     let mut schemes = Schemes {
         cavage: true,
@@ -1158,7 +1169,7 @@ fn validate_signature(raw: &RawConfig, p: &mut Problems) -> SignatureSettings {
         "off" => ReplaySetting::Off,
         "memory" => ReplaySetting::Memory,
         r if r.starts_with("redis://") || r.starts_with("rediss://") => {
-            ReplaySetting::Redis(r.to_string())
+            ReplaySetting::Redis(remote::validate_redis(r, s, base, p))
         }
         other => {
             p.field(
@@ -1168,6 +1179,9 @@ fn validate_signature(raw: &RawConfig, p: &mut Problems) -> SignatureSettings {
             ReplaySetting::Off
         }
     };
+    if !matches!(replay, ReplaySetting::Redis(_)) {
+        remote::refuse_redis_fields(s, p);
+    }
     let cavage_header = s
         .cavage_header
         .as_deref()

@@ -9,7 +9,7 @@
 //!     secret_env: TYK_SIGNING_SECRET   # or secret_file, secret_base64, secret (inline UTF-8), jwk (kty oct)
 //!   - id: tyk-edge-rsa
 //!     algorithm: rsa-sha256
-//!     public_key: tyk-edge.pub.pem     # SPKI, PKCS#1 or certificate PEM, or a JWK/JWKS .json file
+//!     public_key: tyk-edge.pub.pem     # SPKI, PKCS#1 or certificate PEM (a file, or inline), or a JWK/JWKS .json file
 //!     ip_allow: [203.0.113.0/24]
 //!     required: ["(request-target)", date, digest]
 //!     not_before: 2026-01-01T00:00:00Z
@@ -20,6 +20,7 @@
 
 pub mod algorithm;
 pub mod pubkey;
+pub mod remote;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -207,6 +208,7 @@ pub struct Registry {
     by_id: HashMap<Arc<str>, Arc<Key>>,
     api_keys: Vec<Arc<Key>>,
     warnings: Vec<String>,
+    files: Vec<(PathBuf, [u8; 32])>,
 }
 
 impl Registry {
@@ -231,7 +233,8 @@ impl Registry {
         Self::from_bytes(text.as_bytes(), Format::Yaml, source, base_dir, settings)
     }
 
-    /// Parses a registry in either format (a remote registry is fetched as bytes).
+    /// Parses a registry in either format; `public_key`, `jwk` and `secret_file` name files
+    /// relative to `base_dir`.
     pub fn from_bytes(
         bytes: &[u8],
         format: Format,
@@ -239,7 +242,35 @@ impl Registry {
         base_dir: &Path,
         settings: &SignatureSettings,
     ) -> Result<Registry, ConfigError> {
-        let name = source.display().to_string();
+        Self::parse(
+            bytes,
+            format,
+            &source.display().to_string(),
+            Some(base_dir),
+            settings,
+        )
+    }
+
+    /// Parses a registry fetched from `url`: key material must be inline (`secret_base64`,
+    /// `secret`, `jwk` objects, `public_key` PEM text, `api_key_sha256`); names of files or
+    /// environment variables on this machine are refused.
+    pub fn from_remote_bytes(
+        bytes: &[u8],
+        format: Format,
+        url: &str,
+        settings: &SignatureSettings,
+    ) -> Result<Registry, ConfigError> {
+        Self::parse(bytes, format, url, None, settings)
+    }
+
+    fn parse(
+        bytes: &[u8],
+        format: Format,
+        name: &str,
+        base_dir: Option<&Path>,
+        settings: &SignatureSettings,
+    ) -> Result<Registry, ConfigError> {
+        let name = name.to_string();
         let at = |field: String| {
             if field == "." || field.is_empty() {
                 name.clone()
@@ -287,6 +318,13 @@ impl Registry {
             }
         }
         found
+    }
+
+    /// The files key material was read from (`secret_file`, `public_key`, a `jwk` file), each
+    /// with the SHA-256 of what was read, so the reload watch follows a rotated key file even
+    /// when the registry file itself does not change.
+    pub fn files(&self) -> &[(PathBuf, [u8; 32])] {
+        &self.files
     }
 
     /// How many keys (of every kind) are loaded.
@@ -374,14 +412,46 @@ fn strip_newline(mut b: Vec<u8>) -> Vec<u8> {
 
 struct Ctx<'a> {
     file: &'a str,
-    base: &'a Path,
+    /// `None` for a remote registry: no file may be named.
+    base: Option<&'a Path>,
     settings: &'a SignatureSettings,
+    /// Every key file read, with the SHA-256 of its bytes.
+    read: std::cell::RefCell<Vec<(PathBuf, [u8; 32])>>,
 }
+
+impl Ctx<'_> {
+    /// Reads a key file named in the registry (relative to it) and remembers it for the watch;
+    /// a remote registry may not name files.
+    fn read(&self, file: &str) -> Result<Vec<u8>, String> {
+        let path = self.local_file(file)?;
+        let bytes = std::fs::read(&path).map_err(|e| format!("{file}: {}", read_error(&e)))?;
+        let mut print = [0u8; 32];
+        print.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
+        let mut read = self.read.borrow_mut();
+        if !read.iter().any(|(p, _)| *p == path) {
+            read.push((path, print));
+        }
+        Ok(bytes)
+    }
+}
+
+impl Ctx<'_> {
+    /// The local file `f` names, or why a remote registry may not name one.
+    fn local_file(&self, f: &str) -> Result<PathBuf, String> {
+        match self.base {
+            Some(base) => Ok(resolve(base, f)),
+            None => Err(format!("{f}: {INLINE_ONLY}")),
+        }
+    }
+}
+
+/// Why a remote registry may not name files or environment variables.
+const INLINE_ONLY: &str = "a remote registry must carry its key material inline (secret_base64, jwk, public_key as PEM text, api_key_sha256), not name files or environment variables of the sidecar";
 
 fn build(
     raw: RawRegistry,
     file: &str,
-    base: &Path,
+    base: Option<&Path>,
     settings: &SignatureSettings,
 ) -> Result<Registry, ConfigError> {
     let mut p = Problems::new(file);
@@ -389,6 +459,7 @@ fn build(
         file,
         base,
         settings,
+        read: std::cell::RefCell::new(Vec::new()),
     };
     let mut reg = Registry::default();
     if raw.keys.is_empty() {
@@ -427,6 +498,7 @@ fn build(
         }
         reg.keys.push(key);
     }
+    reg.files = ctx.read.into_inner();
     p.finish(reg)
 }
 
@@ -650,13 +722,17 @@ fn key_kind(
             p.field(&format!("{f}.jwk"), "give public_key or jwk, not both");
             return None;
         }
+        (Some(pem), None) if pem.trim_start().starts_with("-----BEGIN") => (
+            format!("{f}.public_key"),
+            "inline PEM".to_string(),
+            pubkey::from_file_bytes(pem.as_bytes(), id).map_err(|m| format!("inline PEM: {m}")),
+        ),
         (Some(file), None) => {
-            let path = resolve(ctx.base, file);
             let field = format!("{f}.public_key");
-            let bytes = match std::fs::read(&path) {
+            let bytes = match ctx.read(file) {
                 Ok(b) => b,
-                Err(e) => {
-                    p.field(&field, format!("{file}: {}", read_error(&e)));
+                Err(m) => {
+                    p.field(&field, m);
                     return None;
                 }
             };
@@ -669,15 +745,9 @@ fn key_kind(
         (None, Some(v)) => {
             let field = format!("{f}.jwk");
             let parsed = match v {
-                serde_json::Value::String(file) => {
-                    let path = resolve(ctx.base, file);
-                    match std::fs::read(&path) {
-                        Ok(bytes) => {
-                            pubkey::from_file_bytes(&bytes, id).map_err(|m| format!("{file}: {m}"))
-                        }
-                        Err(e) => Err(format!("{file}: {}", read_error(&e))),
-                    }
-                }
+                serde_json::Value::String(file) => ctx.read(file).and_then(|bytes| {
+                    pubkey::from_file_bytes(&bytes, id).map_err(|m| format!("{file}: {m}"))
+                }),
                 v => pubkey::from_jwk_or_set(v, id),
             };
             (field, "jwk".to_string(), parsed)
@@ -777,17 +847,16 @@ fn hmac_secret(
     } else if let Some(var) = &rk.secret_env {
         (
             "secret_env",
-            std::env::var_os(var.trim())
-                .map(|v| v.into_encoded_bytes())
-                .ok_or_else(|| format!("environment variable {var} is not set")),
+            if ctx.base.is_none() {
+                Err(format!("{var}: {INLINE_ONLY}"))
+            } else {
+                std::env::var_os(var.trim())
+                    .map(|v| v.into_encoded_bytes())
+                    .ok_or_else(|| format!("environment variable {var} is not set"))
+            },
         )
     } else if let Some(file) = &rk.secret_file {
-        (
-            "secret_file",
-            std::fs::read(resolve(ctx.base, file))
-                .map(strip_newline)
-                .map_err(|e| format!("{file}: {}", read_error(&e))),
-        )
+        ("secret_file", ctx.read(file).map(strip_newline))
     } else if let Some(b) = &rk.secret_base64 {
         (
             "secret_base64",
@@ -832,6 +901,40 @@ mod tests {
 
     fn err(yaml: &str) -> String {
         load(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn key_files_are_listed_with_what_was_read() {
+        let r = load(
+            "keys:
+  - id: shared
+    algorithm: hmac-sha256
+    secret_file: test-shared-secret.bin
+  - id: ed
+    algorithm: ed25519
+    public_key: test-key-ed25519.pub.pem
+  - id: ed-again
+    algorithm: ed25519
+    public_key: test-key-ed25519.pub.pem
+  - id: inline
+    algorithm: hmac-sha256
+    secret_base64: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=
+",
+        )
+        .unwrap();
+        let want: Vec<(PathBuf, [u8; 32])> = ["test-shared-secret.bin", "test-key-ed25519.pub.pem"]
+            .iter()
+            .map(|f| {
+                let p = keys_dir().join(f);
+                let mut d = [0u8; 32];
+                d.copy_from_slice(
+                    ring::digest::digest(&ring::digest::SHA256, &std::fs::read(&p).unwrap())
+                        .as_ref(),
+                );
+                (p, d)
+            })
+            .collect();
+        assert_eq!(r.files(), &want[..]);
     }
 
     #[test]

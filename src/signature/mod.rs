@@ -2,7 +2,8 @@
 //! against the key registry. Next: the token checks (JWT, API key), then the proxy.
 //!
 //! Per signature, in order: parse, key, coverage, signature, digest, freshness. Replay is checked
-//! by the caller afterwards (`ReplayStore`), so only a request that passed everything is recorded.
+//! by the caller afterwards (`Replay`: in memory, or in Redis shared by the replicas), so only a
+//! request that passed everything is recorded.
 //! Several signatures in one request (RFC 9421 labels, a cavage header) are all tried: the first
 //! that passes wins; otherwise the refusal of the one that got furthest is reported.
 
@@ -12,6 +13,7 @@ pub mod coverage;
 pub mod date;
 pub mod digest;
 pub mod explain;
+pub mod redis_replay;
 pub mod replay;
 pub mod rfc9421;
 pub mod sign;
@@ -24,7 +26,8 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderName, Method, header};
 
 pub use explain::{Attempt, Explanation};
-pub use replay::ReplayStore;
+pub use redis_replay::RedisReplay;
+pub use replay::{Replay, ReplayStore};
 
 use crate::config::{DigestPolicy, ReplaySetting, SignatureSettings};
 use crate::registry::{Key, Registry};
@@ -167,7 +170,7 @@ pub struct Verified {
     pub key: Arc<Key>,
     /// The scheme it was signed with.
     pub scheme: Scheme,
-    /// SHA-256 of the signature value (for the replay store).
+    /// SHA-256 of the signature value, for the replay store (all zeros when `signature.replay` is off).
     pub replay_token: [u8; 32],
     /// Until when this signature is fresh (how long the replay store must remember it).
     pub fresh_until: SystemTime,
@@ -417,7 +420,7 @@ impl Verifier {
                 continue;
             };
             let in_authorization = name == header::AUTHORIZATION;
-            let shown_name = display_name(name);
+            let shown_name = HeaderTitle(name);
             if values.next().is_some() {
                 consider(fail(
                     Stage::Parse,
@@ -450,14 +453,13 @@ impl Verifier {
                 ));
                 continue;
             }
-            let source = if configured && name != header::AUTHORIZATION {
-                format!("{shown_name} header (signature.cavage_header)")
-            } else {
-                format!("{shown_name} header")
+            let source = Source {
+                name,
+                configured: configured && name != header::AUTHORIZATION,
             };
             let mut a = trace
                 .is_some()
-                .then(|| Attempt::new(Scheme::Cavage, source.clone()));
+                .then(|| Attempt::new(Scheme::Cavage, source.to_string()));
             let r = self.cavage_attempt(req, &msg, &source, in_authorization, params, now, &mut a);
             if let Some(a) = a.as_mut() {
                 a.outcome = r.as_ref().err().cloned();
@@ -475,7 +477,7 @@ impl Verifier {
                 Reject::SignatureMissing,
                 format!(
                     "no signature: neither {} with `Signature …`, a Signature header, nor Signature-Input",
-                    display_name(&self.settings.cavage_header)
+                    HeaderTitle(&self.settings.cavage_header)
                 ),
             ),
         })
@@ -662,23 +664,34 @@ impl Verifier {
         Ok(())
     }
 
-    /// Checks one signed time; returns until when it stays fresh.
-    fn window(&self, what: &str, signed: i64, now: i64) -> Result<i64, String> {
+    /// Checks one signed time; returns until when it stays fresh. `what` describes the time for
+    /// the refusal and is only built when there is one.
+    fn window(&self, what: impl FnOnce() -> String, signed: i64, now: i64) -> Result<i64, String> {
         let skew = self.settings.clock_skew.as_secs() as i64;
         let max_age = self.settings.max_age.as_secs() as i64;
         let age = now - signed;
         if age < -skew {
             return Err(format!(
-                "{what} is {}s in the future (clock_skew {skew}s); check the signer's clock",
+                "{} is {}s in the future (clock_skew {skew}s); check the signer's clock",
+                what(),
                 -age
             ));
         }
         if age > max_age {
             return Err(format!(
-                "{what} is {age}s old (max_age {max_age}s); check the signer's clock and time zone"
+                "{} is {age}s old (max_age {max_age}s); check the signer's clock and time zone",
+                what()
             ));
         }
         Ok(signed + max_age)
+    }
+
+    /// The replay token of an accepted signature value; all zeros when replay is off.
+    fn replay_token(&self, value: &[u8]) -> [u8; 32] {
+        if self.settings.replay == crate::config::ReplaySetting::Off {
+            return [0u8; 32];
+        }
+        token(value)
     }
 
     fn expires_check(&self, expires: i64, now: i64) -> Result<i64, String> {
@@ -701,7 +714,7 @@ impl Verifier {
         &self,
         req: &SignedRequest<'_>,
         msg: &Message<'_>,
-        source: &str,
+        source: &Source<'_>,
         in_authorization: bool,
         text: &str,
         now: SystemTime,
@@ -777,7 +790,7 @@ impl Verifier {
             Err(e) => {
                 let m = match e {
                     cavage::BuildError::Absent(h) => format!(
-                        "headers= lists `{}` but the request has no such header (did a proxy drop it? hop-by-hop headers such as Connection never arrive; Tyk's verifier reads them as empty: tyk_absent_headers_empty)",
+                        "headers= lists `{}` but the request has no such header (did a proxy drop it? Tyk's proxy deletes hop-by-hop headers such as Connection after signing, so a signed value is lost: keep them out of Tyk's header_list; tyk_absent_headers_empty reads an absent header as empty, which helps only when it was empty when signed)",
                         shown(&h)
                     ),
                     cavage::BuildError::MissingParam(n) => {
@@ -830,13 +843,15 @@ impl Verifier {
                     step!(tr, Stage::Freshness, false, "{m}");
                     fail(Stage::Freshness, Reject::MalformedSignature, m)
                 })?;
-                let what = format!(
-                    "the signed {name} `{}` ({})",
-                    shown(&text),
-                    crate::registry::rfc3339(t)
-                );
+                let what = || {
+                    format!(
+                        "the signed {name} `{}` ({})",
+                        shown(&text),
+                        crate::registry::rfc3339(t)
+                    )
+                };
                 tighten(
-                    self.window(&what, date::unix(t), now_s)
+                    self.window(what, date::unix(t), now_s)
                         .map_err(|m| fresh_fail(m, tr))?,
                 );
             }
@@ -845,7 +860,7 @@ impl Verifier {
             && let Some(c) = p.created
         {
             tighten(
-                self.window(&format!("created={c}"), c, now_s)
+                self.window(|| format!("created={c}"), c, now_s)
                     .map_err(|m| fresh_fail(m, tr))?,
             );
         }
@@ -881,7 +896,7 @@ impl Verifier {
         Ok(Verified {
             key: key.clone(),
             scheme: Scheme::Cavage,
-            replay_token: token(&sig),
+            replay_token: self.replay_token(&sig),
             fresh_until,
         })
     }
@@ -981,7 +996,7 @@ impl Verifier {
         };
         if let Some(c) = s.created {
             until = Some(
-                self.window(&format!("created={c}"), c, now_s)
+                self.window(|| format!("created={c}"), c, now_s)
                     .map_err(|m| fresh_fail(m, tr))?,
             );
         } else if s
@@ -998,11 +1013,13 @@ impl Verifier {
             })?;
             until = Some(
                 self.window(
-                    &format!(
-                        "the signed Date `{}` ({})",
-                        shown(&text),
-                        crate::registry::rfc3339(t)
-                    ),
+                    || {
+                        format!(
+                            "the signed Date `{}` ({})",
+                            shown(&text),
+                            crate::registry::rfc3339(t)
+                        )
+                    },
                     date::unix(t),
                     now_s,
                 )
@@ -1039,7 +1056,7 @@ impl Verifier {
         Ok(Verified {
             key: key.clone(),
             scheme: Scheme::Rfc9421,
-            replay_token: token(&s.value),
+            replay_token: self.replay_token(&s.value),
             fresh_until,
         })
     }
@@ -1050,18 +1067,44 @@ mod tests;
 
 static SIGNATURE: HeaderName = HeaderName::from_static("signature");
 
-fn display_name(h: &HeaderName) -> String {
-    h.as_str()
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            match c.next() {
-                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
-                None => String::new(),
+/// A header name in title case (`X-Tyk-Signature`), written only when a message is.
+#[derive(Clone, Copy)]
+struct HeaderTitle<'a>(&'a HeaderName);
+
+impl std::fmt::Display for HeaderTitle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, w) in self.0.as_str().split('-').enumerate() {
+            if i > 0 {
+                f.write_str("-")?;
             }
-        })
-        .collect::<Vec<_>>()
-        .join("-")
+            let mut c = w.chars();
+            if let Some(first) = c.next() {
+                write!(f, "{}{}", first.to_ascii_uppercase(), c.as_str())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a cavage signature was read from, for messages.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    name: &'a HeaderName,
+    configured: bool,
+}
+
+impl std::fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.configured {
+            write!(
+                f,
+                "{} header (signature.cavage_header)",
+                HeaderTitle(self.name)
+            )
+        } else {
+            write!(f, "{} header", HeaderTitle(self.name))
+        }
+    }
 }
 
 fn token(sig: &[u8]) -> [u8; 32] {
@@ -1100,7 +1143,7 @@ pub fn config_warnings(s: &SignatureSettings) -> Vec<String> {
     if s.replay != ReplaySetting::Off && s.required.iter().all(|r| NOT_UNIQUE.contains(&r.as_str()))
     {
         w.push(format!(
-            "signature.replay is on, but signature.required ({}) has no component unique to each request: two identical requests signed in the same second (Tyk's default signs (request-target) and a one-second Date) will be refused as replays; have the gateway send and sign a request id (e.g. require x-request-id; see docs/signatures.md)",
+            "signature.replay is on, but signature.required ({}) has no component unique to each request: two identical requests signed in the same second (Tyk's default signs (request-target) and a one-second Date) will be refused as replays; have the gateway send and sign a request id (e.g. require x-request-id; see the README section Replay protection)",
             s.required.join(", ")
         ));
     }

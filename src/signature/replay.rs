@@ -4,9 +4,10 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
+use super::RedisReplay;
 use crate::reject::{Denial, Reject};
 
 const SHARDS: usize = 16;
@@ -104,6 +105,37 @@ impl ReplayStore {
     }
 }
 
+/// The replay store a snapshot checks: in this process, or in Redis shared with the sidecars of
+/// the other replicas.
+#[derive(Debug, Clone)]
+pub enum Replay {
+    /// `signature.replay: memory`
+    Memory(Arc<ReplayStore>),
+    /// `signature.replay: redis://...`
+    Redis(Arc<RedisReplay>),
+}
+
+impl Replay {
+    /// Refuses `token` when it was accepted before and is not yet expired; otherwise records it
+    /// until the end of the second `until` falls in. See [`ReplayStore::check_and_record`] and
+    /// [`RedisReplay::check_and_record`].
+    pub async fn check_and_record(
+        &self,
+        token: [u8; 32],
+        until: SystemTime,
+        now: SystemTime,
+    ) -> Result<(), Denial> {
+        // The verifier compares whole seconds: a signature fresh until second `u` is still
+        // accepted at u.999, so it is remembered through the whole of that second. Without this
+        // margin a request replayed in the last second of its window would pass.
+        let until = until + Duration::from_secs(1);
+        match self {
+            Replay::Memory(m) => m.check_and_record(token, until, now),
+            Replay::Redis(r) => r.check_and_record(token, until, now).await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +158,18 @@ mod tests {
         // After expiry the entry is evicted.
         r.check_and_record(tok, t(1700), t(1301)).unwrap();
         assert_eq!(r.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn replay_is_refused_through_the_last_second_of_the_window() {
+        let r = Replay::Memory(Arc::new(ReplayStore::new(100)));
+        let tok = [9u8; 32];
+        r.check_and_record(tok, t(1000), t(990)).await.unwrap();
+        // At 1000.9 the verifier (whole seconds) still accepts a signature fresh until 1000.
+        let late = t(1000) + Duration::from_millis(900);
+        let e = r.check_and_record(tok, t(1000), late).await.unwrap_err();
+        assert_eq!(e.reject, Reject::Replayed);
+        r.check_and_record(tok, t(1000), t(1001)).await.unwrap();
     }
 
     #[test]

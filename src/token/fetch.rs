@@ -1,10 +1,11 @@
-//! Outbound HTTP for the token step (JWKS, OIDC discovery, introspection): reqwest over rustls
-//! with the ring provider, with timeouts, a response size cap, and redirects only to URLs
-//! `config::url_allowed` admits (https, or http to loopback).
+//! Outbound HTTP for the token step (JWKS, OIDC discovery, introspection) and the remote key
+//! registry: reqwest over rustls with the ring provider, with timeouts, a response size cap, and
+//! redirects only to URLs `config::url_allowed` admits (https, or http to loopback).
 
 use std::path::Path;
 use std::time::Duration;
 
+use http::HeaderValue;
 use reqwest::{StatusCode, redirect};
 
 use crate::config::url_allowed;
@@ -28,6 +29,22 @@ pub enum FetchError {
     /// The body is larger than allowed.
     #[error("response larger than {0} bytes")]
     TooLarge(usize),
+}
+
+/// The answer to [`Fetcher::get_conditional`].
+#[derive(Debug)]
+pub enum Conditional {
+    /// 304: what the caller has is current.
+    NotModified,
+    /// 200.
+    Modified {
+        /// The body.
+        body: Vec<u8>,
+        /// Its `ETag`, for the next request's `If-None-Match`.
+        etag: Option<HeaderValue>,
+        /// Its `Content-Type`, lower-cased.
+        content_type: Option<String>,
+    },
 }
 
 /// A reqwest client set up for token fetches.
@@ -98,6 +115,43 @@ impl Fetcher {
             .await
             .map_err(transport)?;
         read_limited(resp, limit).await
+    }
+
+    /// GETs `url` within `timeout`, sending `If-None-Match: etag` when given: a 304 answers
+    /// [`Conditional::NotModified`]; a 200 its body (at most `limit` bytes), `ETag` and
+    /// `Content-Type`; anything else is an error.
+    pub async fn get_conditional(
+        &self,
+        url: &str,
+        etag: Option<&HeaderValue>,
+        accept: &'static str,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<Conditional, FetchError> {
+        let mut req = self
+            .client
+            .get(url)
+            .timeout(timeout)
+            .header(http::header::ACCEPT, accept);
+        if let Some(e) = etag {
+            req = req.header(http::header::IF_NONE_MATCH, e.clone());
+        }
+        let resp = req.send().await.map_err(transport)?;
+        if resp.status() == StatusCode::NOT_MODIFIED {
+            return Ok(Conditional::NotModified);
+        }
+        let etag = resp.headers().get(http::header::ETAG).cloned();
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        let body = read_limited(resp, limit).await?;
+        Ok(Conditional::Modified {
+            body,
+            etag,
+            content_type,
+        })
     }
 
     /// POSTs a form body with HTTP Basic client authentication (RFC 6749 section 2.3.1: id and

@@ -2,7 +2,7 @@
 //! refresh, OIDC discovery, or file), or an opaque token asked about by introspection; next, the
 //! request goes to the proxy.
 //!
-//! JWS signatures are verified with ring (see `docs/jwt.md` for why not `jsonwebtoken`). Keys are
+//! JWS signatures are verified with ring (the README says why not `jsonwebtoken`). Keys are
 //! parsed once per JWKS load; a request does one atomic load of the key set, one map lookup and
 //! one signature check. A failed refresh keeps the last good set; with no set at all a token gets
 //! 503 `jwks_unavailable`, not 401.

@@ -1,6 +1,7 @@
 //! Faults around the sidecar: a backend that goes away and comes back, stalls, resets mid-body or
 //! answers garbage; a config rewritten under load; SIGTERM with 100 requests in flight; running
-//! out of file descriptors; the JWKS server going away. (Remote key registries are not built yet.)
+//! out of file descriptors; the JWKS server going away. (A remote key registry going away is in
+//! `remote_keys.rs`, Redis going away in `replay_redis.rs`.)
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,14 +4,20 @@
 mod support;
 
 mod admin;
+mod api_keys;
 mod client_ip;
 mod faults;
 mod hostile;
 mod hostile_h2;
 mod interop;
 mod jwt;
+mod key_rotation;
 mod mtls;
 mod process;
 mod proxying;
+mod remote_keys;
+mod replay_redis;
 mod rotation;
 mod routing;
+mod signatures;
+mod tyk;

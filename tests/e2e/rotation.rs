@@ -2,78 +2,11 @@
 //! swap, broken and deleted files. Each change must take effect within 2 s, requests that should
 //! pass never fail, and a broken file changes nothing.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
-
-/// Clients hammering the sidecar until stopped; every non-200 is recorded.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failures: Arc<std::sync::Mutex<Vec<String>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(c: reqwest::Client, url: String, workers: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let tasks = (0..workers)
-            .map(|_| {
-                let (c, url, stop, ok, failures) = (
-                    c.clone(),
-                    url.clone(),
-                    stop.clone(),
-                    ok.clone(),
-                    failures.clone(),
-                );
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        match c.get(&url).send().await {
-                            Ok(r) if r.status() == 200 => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(r) => failures
-                                .lock()
-                                .unwrap()
-                                .push(format!("status {}", r.status())),
-                            Err(e) => failures.lock().unwrap().push(format!("error {e:?}")),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failures,
-            tasks,
-        }
-    }
-
-    async fn finish(self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failures.lock().unwrap().clone(),
-        )
-    }
-}
-
-async fn reloads(sc: &Sidecar, what: &str, result: &str) -> f64 {
-    sample(
-        &sc.metrics().await,
-        &format!("countersign_reloads_total{{what=\"{what}\",result=\"{result}\"}}"),
-    )
-}
 
 /// The SHA-256 of the certificate the server presents on a new handshake.
 async fn served_cert(pki: &Pki, sc: &Sidecar) -> Vec<u8> {

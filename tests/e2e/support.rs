@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use countersign::config::Config;
@@ -358,4 +359,460 @@ pub fn stream_body(n: usize, chunk: bytes::Bytes) -> reqwest::Body {
     let s = futures_util::stream::iter(0..n)
         .map(move |_| Ok::<_, std::io::Error>(http_body::Frame::data(chunk.clone())));
     reqwest::Body::wrap(http_body_util::StreamBody::new(s))
+}
+
+/// An echo backend of our own that counts the requests it served, so a test can prove that a
+/// refused request never reached it. Answers like `countersign::echo` (method, raw target, headers,
+/// body size and SHA-256) plus the body itself as text.
+pub struct Counting {
+    pub addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    checked: AtomicUsize,
+    stop: CancellationToken,
+}
+
+impl Drop for Counting {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn counting_echo_handler(
+    hits: Arc<AtomicUsize>,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let mut headers = serde_json::Map::new();
+    for (k, v) in &parts.headers {
+        let entry = headers
+            .entry(k.as_str().to_string())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let serde_json::Value::Array(a) = entry {
+            a.push(String::from_utf8_lossy(v.as_bytes()).into_owned().into());
+        }
+    }
+    hits.fetch_add(1, Ordering::SeqCst);
+    let out = serde_json::json!({
+        "method": parts.method.as_str(),
+        "target": parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+        "body_bytes": body.len(),
+    });
+    let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+        serde_json::to_vec(&out).unwrap(),
+    )));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+/// Starts a counting echo backend on 127.0.0.1.
+pub async fn counting_echo() -> Counting {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let (h, s) = (hits.clone(), stop.clone());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                _ = s.cancelled() => return,
+                r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            };
+            let h = h.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req| counting_echo_handler(h.clone(), req));
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                .await;
+            });
+        }
+    });
+    Counting {
+        addr,
+        hits,
+        checked: AtomicUsize::new(0),
+        stop,
+    }
+}
+
+impl Counting {
+    /// Requests served so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Asserts `r` was forwarded: 200, and exactly one more request reached the backend since the
+    /// last check. Returns what the backend received.
+    #[track_caller]
+    pub fn allowed<'a>(&self, r: &'a Reply, what: &str) -> &'a serde_json::Value {
+        assert_eq!(r.status, 200, "{what}: expected 200, got {r:?}");
+        let before = self.checked.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(
+            self.hits(),
+            before + 1,
+            "{what}: the backend should have served exactly one more request"
+        );
+        &r.body
+    }
+
+    /// Asserts `r` was refused with `status` and `code`, and the backend saw nothing of it.
+    #[track_caller]
+    pub fn refused(&self, r: &Reply, status: u16, code: &str, what: &str) {
+        assert_eq!(
+            (r.status, r.code()),
+            (status, code),
+            "{what}: expected {status} {code}, got {r:?}"
+        );
+        assert_eq!(
+            self.hits(),
+            self.checked.load(Ordering::SeqCst),
+            "{what}: a refused request reached the backend"
+        );
+    }
+
+    /// Accepts the current count as checked (after requests whose outcome is not asserted).
+    pub fn sync(&self) {
+        self.checked.store(self.hits(), Ordering::SeqCst);
+    }
+}
+
+/// A response: status, JSON body (Null when not JSON) and headers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    /// The refusal code (`error` of the JSON body), or "".
+    pub fn code(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+
+    /// The values the echo backend received for `name`.
+    pub fn echoed(&self, name: &str) -> Vec<&str> {
+        echoed(&self.body, name)
+    }
+
+    /// A response header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    async fn from_reqwest(r: reqwest::Response) -> Reply {
+        let status = r.status().as_u16();
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let bytes = r.bytes().await.unwrap();
+        Reply {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+            headers,
+        }
+    }
+}
+
+/// Sends a reqwest request and reads the reply.
+pub async fn reply(rb: reqwest::RequestBuilder) -> Reply {
+    Reply::from_reqwest(rb.send().await.unwrap()).await
+}
+
+/// Reads one HTTP/1.1 response (Content-Length framed, or until close) from `s`.
+pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Reply> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let read = async {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "closed before a response head",
+                ));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let headers: Vec<(String, String)> = head
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let length = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok());
+        let mut body = buf[head_end..].to_vec();
+        match length {
+            Some(n) => {
+                while body.len() < n {
+                    let r = s.read(&mut chunk).await?;
+                    if r == 0 {
+                        break;
+                    }
+                    body.extend_from_slice(&chunk[..r]);
+                }
+            }
+            None => {
+                s.read_to_end(&mut body).await?;
+            }
+        }
+        Ok(Reply {
+            status: status_of(&head),
+            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            headers,
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no response"))?
+}
+
+/// Sends raw request bytes on a new TLS connection and reads exactly one response; the request
+/// need not carry `Connection: close`.
+pub async fn exchange(pki: &Pki, addr: SocketAddr, id: Option<&Issued>, request: &[u8]) -> Reply {
+    let mut s = tls_connect(pki, addr, id, b"").await.unwrap();
+    s.write_all(request).await.unwrap();
+    read_response(&mut s).await.unwrap()
+}
+
+/// `countersign sign` in-process: the arguments as on the command line (after `sign`).
+pub fn sign(argv: &[&str]) -> countersign::tools::sign::Signed {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: countersign::tools::sign::SignArgs,
+    }
+    let cli =
+        <Cli as clap::Parser>::try_parse_from(std::iter::once("sign").chain(argv.iter().copied()))
+            .unwrap_or_else(|e| panic!("sign {argv:?}: {e}"));
+    countersign::tools::sign::build(&cli.args).unwrap_or_else(|e| panic!("sign {argv:?}: {e}"))
+}
+
+/// A reqwest request carrying a signed request's method, URL, headers and body.
+pub fn signed_request(
+    c: &reqwest::Client,
+    s: &countersign::tools::sign::Signed,
+) -> reqwest::RequestBuilder {
+    let method = reqwest::Method::from_bytes(s.method.as_bytes()).unwrap();
+    let mut rb = c.request(method, &s.url);
+    for (k, v) in &s.headers {
+        rb = rb.header(k, v);
+    }
+    if !s.body.is_empty() {
+        rb = rb.body(s.body.clone());
+    }
+    rb
+}
+
+/// Sends a signed request.
+pub async fn send(c: &reqwest::Client, s: &countersign::tools::sign::Signed) -> Reply {
+    reply(signed_request(c, s)).await
+}
+
+/// The same signed request with one header's value replaced (or added).
+pub fn with_header(
+    s: &countersign::tools::sign::Signed,
+    name: &str,
+    value: &str,
+) -> countersign::tools::sign::Signed {
+    let mut t = s.clone();
+    t.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    t.headers.push((name.to_string(), value.to_string()));
+    t
+}
+
+/// The value of a header of a signed request.
+pub fn header_of<'a>(s: &'a countersign::tools::sign::Signed, name: &str) -> &'a str {
+    s.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} header"))
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A file in the repository's test fixtures.
+pub fn fixture(p: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(p)
+}
+
+/// Access-log lines of requests whose X-Request-Id starts with `chk-`, captured in memory (the
+/// subscriber is installed on first use) so a test can read the refusal's `detail`.
+static CAPTURED: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct CaptureWriter;
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if b.windows(17).any(|w| w == b"\"request_id\":\"chk") {
+            CAPTURED.lock().unwrap().extend_from_slice(b);
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the capturing subscriber (once) and returns a fresh request id to send.
+pub fn traced_id() -> String {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(|| CaptureWriter)
+            .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                m.target() == "countersign::access"
+            }));
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+    });
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "chk-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// The `detail` of the last access line for `request_id` (waiting up to 2 s for one).
+pub async fn detail_of(request_id: &str) -> String {
+    let needle = format!("\"request_id\":\"{request_id}\"");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        {
+            let text = CAPTURED.lock().unwrap();
+            let text = String::from_utf8_lossy(&text);
+            if let Some(line) = text.lines().rfind(|l| l.contains(&needle)) {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                return v["detail"].as_str().unwrap_or_default().to_string();
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no access line for {request_id}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Clients hammering the sidecar until stopped; every non-200 is recorded.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Makes the next request of a load worker (a fresh signature each time, say).
+pub type MakeRequest = Arc<dyn Fn() -> reqwest::RequestBuilder + Send + Sync>;
+
+impl Load {
+    /// `workers` clients sending GET `url` with `c`.
+    pub fn start(c: reqwest::Client, url: String, workers: usize) -> Load {
+        Load::with(workers, Arc::new(move || c.get(&url)))
+    }
+
+    /// `workers` clients sending what `make` builds.
+    pub fn with(workers: usize, make: MakeRequest) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tasks = (0..workers)
+            .map(|_| {
+                let (make, stop, ok, failures) =
+                    (make.clone(), stop.clone(), ok.clone(), failures.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        match make().send().await {
+                            Ok(r) if r.status() == 200 => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => {
+                                let status = r.status();
+                                let body = r.text().await.unwrap_or_default();
+                                failures
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("status {status} {body}"));
+                            }
+                            Err(e) => failures.lock().unwrap().push(format!("error {e:?}")),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failures,
+            tasks,
+        }
+    }
+
+    /// Successful requests so far.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Stops the clients; returns the successes and the failures.
+    pub async fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failures.lock().unwrap().clone(),
+        )
+    }
+}
+
+/// A value of `countersign_reloads_total` (process-wide: compare before and after).
+pub async fn reloads(sc: &Sidecar, what: &str, result: &str) -> f64 {
+    sample(
+        &sc.metrics().await,
+        &format!("countersign_reloads_total{{what=\"{what}\",result=\"{result}\"}}"),
+    )
 }

@@ -610,7 +610,10 @@ fn rfc9421_several_labels_policy() {
 
 #[test]
 fn replayed_and_its_twin() {
-    let s = SignatureSettings::default();
+    let s = SignatureSettings {
+        replay: crate::config::ReplaySetting::Memory,
+        ..SignatureSettings::default()
+    };
     let store = ReplayStore::new(1000);
     let r = cavage("k1", STD, base_req());
     let ok = accepted(&v(&s), &r, NOW);

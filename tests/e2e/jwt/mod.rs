@@ -3,7 +3,7 @@
 
 mod config;
 mod https;
-pub mod idp;
+pub(crate) mod idp;
 mod introspection;
 mod keys;
 mod pyjwt;
