@@ -142,6 +142,22 @@ impl App {
             );
             return Ok(self.refuse(&snap, None, d, &parts, client_ip, &est, &request_id, start));
         };
+        if matches!(match_path, Cow::Owned(_))
+            && let Some((reading, other)) = path::disagreeing(parts.uri.path(), route, |p| {
+                snap.routes.find(&parts.method, p)
+            })
+        {
+            let d = Denial::new(
+                Reject::MalformedRequest,
+                format!(
+                    "ambiguous path: route {} as decoded, but {} read as {}",
+                    route.name,
+                    other.map_or("no route", |r| r.name.as_str()),
+                    crate::signature::shown(&reading)
+                ),
+            );
+            return Ok(self.refuse(&snap, None, d, &parts, client_ip, &est, &request_id, start));
+        }
         drop(match_path);
 
         let mut body = BodyState::Streaming(body);

@@ -30,6 +30,7 @@ pub async fn accept_loop(
     let tracker = TaskTracker::new();
     // Cancelled when the drain begins; every connection's own close token is a child of it.
     let drain_now = CancellationToken::new();
+    let mut spare = std::fs::File::open("/dev/null").ok();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -38,6 +39,9 @@ pub async fn accept_loop(
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        shed_waiting(&listener, &mut spare);
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -70,6 +74,28 @@ pub async fn accept_loop(
             "connections still open after shutdown_timeout; closing them"
         );
     }
+}
+
+/// Out of file descriptors: frees the spare one, takes the connections waiting in the backlog and
+/// closes them at once (so their clients learn now instead of hanging until they time out), then
+/// takes the spare back.
+fn shed_waiting(listener: &TcpListener, spare: &mut Option<std::fs::File>) {
+    use futures_util::FutureExt;
+    if spare.take().is_none() {
+        *spare = std::fs::File::open("/dev/null").ok();
+        return;
+    }
+    for _ in 0..256 {
+        match listener.accept().now_or_never() {
+            Some(Ok((tcp, peer))) => {
+                metrics::CONN.over_limit.increment(1);
+                tracing::warn!(%peer, "out of file descriptors; connection closed");
+                drop(tcp);
+            }
+            _ => break,
+        }
+    }
+    *spare = std::fs::File::open("/dev/null").ok();
 }
 
 async fn handle_connection(

@@ -185,6 +185,10 @@ impl Proxy {
     pub async fn send(&self, req: Request<ReqBody>) -> Result<Response<Incoming>, Reject> {
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) if client_body_failed(&e) => {
+                tracing::info!(target: "countersign::upstream", error = %error_chain(&e), "the client's request body failed while it was forwarded");
+                Err(Reject::MalformedRequest)
+            }
             Ok(Err(e)) => {
                 let kind = if e.is_connect() {
                     "connect"
@@ -202,6 +206,23 @@ impl Proxy {
             }
         }
     }
+}
+
+/// True when sending failed because the client's body did (a broken chunk, a client gone
+/// mid-upload): hyper reports an error of the request body it was given as a user error with the
+/// body's error as its source. The backend is not at fault.
+fn client_body_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<hyper::Error>()
+            && h.is_user()
+            && std::error::Error::source(h).is_some()
+        {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -5,6 +5,12 @@
 //! each segment (as Tomcat does), empty and `.` segments removed and `..` applied. So
 //! `/public/..%2Fadmin` and `/admin;x` are matched as `/admin`, and cannot slip past the route that
 //! protects `/admin`.
+//!
+//! A stricter backend reads some of these paths differently: Express and Go 1.22's `ServeMux` keep
+//! `%2F` inside a segment, so `/admin/..%2Fpublic` is served under `/admin` while the lenient
+//! reading says `/public`. `other_readings` lists those other readings (undecoded, cut at a decoded
+//! `?` or `#`, decoded twice); a path whose readings fall under different routes is refused, since
+//! no single route's policy is the one the backend applies.
 
 use std::borrow::Cow;
 
@@ -41,26 +47,111 @@ fn is_plain(p: &str) -> bool {
     true
 }
 
+/// The other ways a backend may read a path that is not plain, each normalized for matching:
+/// undecoded (only `/` separates, only unreserved escapes such as `%2e` decoded, `;` and `\\` kept,
+/// as RFC 3986 normalization does), cut at the first `?` or `#` that decoding revealed, and decoded
+/// until no escape is left. Empty for a plain path.
+pub fn other_readings(raw: &str) -> Vec<String> {
+    if is_plain(raw) {
+        return Vec::new();
+    }
+    let mut out = vec![strict(raw)];
+    let once = String::from_utf8_lossy(&percent_decode_lossy(raw)).into_owned();
+    if let Some(i) = once.find(['?', '#']) {
+        out.push(lenient(&once[..i]));
+    }
+    let mut text = once;
+    for _ in 0..3 {
+        let next = String::from_utf8_lossy(&percent_decode_lossy(&text)).into_owned();
+        if next == text {
+            break;
+        }
+        text = next;
+    }
+    out.push(lenient(&text));
+    out
+}
+
+/// The first of `other_readings(raw)` that `find` routes elsewhere than `chosen` (the route of
+/// `for_matching(raw)`), with where it goes; `None` when every reading agrees.
+pub fn disagreeing<'r, T>(
+    raw: &str,
+    chosen: &T,
+    find: impl Fn(&str) -> Option<&'r T>,
+) -> Option<(String, Option<&'r T>)> {
+    other_readings(raw).into_iter().find_map(|p| {
+        let r = find(&p);
+        (!r.is_some_and(|r| std::ptr::eq(r, chosen))).then_some((p, r))
+    })
+}
+
 fn percent_decode_lossy(s: &str) -> Vec<u8> {
     percent_encoding::percent_decode_str(s).collect()
 }
 
 fn normalize(raw: &str) -> String {
     let decoded = percent_decode_lossy(raw);
-    let text = String::from_utf8_lossy(&decoded);
+    lenient(&String::from_utf8_lossy(&decoded))
+}
+
+/// Splits on `/` and `\\`, drops `;parameters`, then resolves the segments.
+fn lenient(text: &str) -> String {
     let trailing = text.ends_with('/') || text.ends_with('\\');
-    let mut segs: Vec<&str> = Vec::new();
-    for seg in text.split(['/', '\\']) {
-        let seg = seg.split(';').next().unwrap_or("");
+    let segs = text
+        .split(['/', '\\'])
+        .map(|seg| seg.split(';').next().unwrap_or(""));
+    join(resolve(segs), trailing, text.len())
+}
+
+/// Splits on `/` only and decodes only unreserved escapes (RFC 3986 section 6.2.2.2).
+fn strict(raw: &str) -> String {
+    let decoded: Vec<String> = raw.split('/').map(decode_unreserved).collect();
+    join(
+        resolve(decoded.iter().map(String::as_str)),
+        raw.ends_with('/'),
+        raw.len(),
+    )
+}
+
+fn decode_unreserved(seg: &str) -> String {
+    let b = seg.as_bytes();
+    let mut out = String::with_capacity(seg.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(c) = seg
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .filter(|c| c.is_ascii_alphanumeric() || b"-._~".contains(c))
+        {
+            out.push(char::from(c));
+            i += 3;
+            continue;
+        }
+        let ch = seg[i..].chars().next().unwrap_or_default();
+        out.push(ch);
+        i += ch.len_utf8().max(1);
+    }
+    out
+}
+
+/// Drops empty and `.` segments and applies `..`.
+fn resolve<'a>(segs: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    for seg in segs {
         match seg {
             "" | "." => {}
             ".." => {
-                segs.pop();
+                out.pop();
             }
-            s => segs.push(s),
+            s => out.push(s),
         }
     }
-    let mut out = String::with_capacity(raw.len());
+    out
+}
+
+fn join(segs: Vec<&str>, trailing: bool, cap: usize) -> String {
+    let mut out = String::with_capacity(cap + 1);
     for s in &segs {
         out.push('/');
         out.push_str(s);
@@ -103,6 +194,46 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(for_matching(raw), want, "{raw}");
         }
+    }
+
+    #[test]
+    fn other_readings_of_encoded_separators_and_delimiters() {
+        let cases: [(&str, &[&str]); 7] = [
+            ("/admin/..%2Fpublic", &["/admin/..%2Fpublic", "/public"]),
+            ("/public/%2e%2e/admin", &["/admin", "/admin"]),
+            ("/admin;x=1", &["/admin;x=1", "/admin"]),
+            ("/admin%3Fx=1", &["/admin%3Fx=1", "/admin", "/admin?x=1"]),
+            ("/admin%23top", &["/admin%23top", "/admin", "/admin#top"]),
+            (
+                "/public/%252e%252e/admin",
+                &["/public/%252e%252e/admin", "/admin"],
+            ),
+            ("/pub\\..\\admin", &["/pub\\..\\admin", "/admin"]),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(other_readings(raw), want, "{raw}");
+        }
+        assert!(other_readings("/a/b").is_empty());
+    }
+
+    #[test]
+    fn a_reading_routed_elsewhere_is_reported() {
+        let routes = ["/public", "/admin", "/"];
+        let find = |p: &str| {
+            routes
+                .iter()
+                .find(|r| crate::policy::routes::prefix_matches(r, p))
+        };
+        let chosen = find(&for_matching("/admin/..%2Fpublic")).unwrap();
+        assert_eq!(*chosen, "/public");
+        let (reading, other) = disagreeing("/admin/..%2Fpublic", chosen, find).unwrap();
+        assert_eq!(reading, "/admin/..%2Fpublic");
+        assert_eq!(other.copied(), Some("/admin"));
+        // Encoded slashes that stay inside one route are fine.
+        let chosen = find(&for_matching("/public/a%2Fb")).unwrap();
+        assert!(disagreeing("/public/a%2Fb", chosen, find).is_none());
+        let chosen = find(&for_matching("/public/../admin")).unwrap();
+        assert!(disagreeing("/public/../admin", chosen, find).is_none());
     }
 
     proptest! {

@@ -82,14 +82,7 @@ async fn path_tricks_are_routed_as_the_backend_would_resolve_them_and_forwarded_
     let be = echo().await;
     let sc = start(&pki, be.addr, "").await;
     let anon = client(&pki, &sc, None);
-    for trick in [
-        "/public/../api/x",
-        "/public/%2e%2e/api/x",
-        "/public/..%2Fapi/x",
-        "//api/x",
-        "/api;jsessionid=1/x",
-        "/public\\..\\api",
-    ] {
+    for trick in ["/public/../api/x", "/public/%2e%2e/api/x", "//api/x"] {
         let raw = raw_tls(
             &pki,
             sc.addr,
@@ -106,6 +99,26 @@ async fn path_tricks_are_routed_as_the_backend_would_resolve_them_and_forwarded_
             "{trick} must get /api's policy: {raw}"
         );
     }
+    // Paths that a backend keeping `%2F`, `;` or `\\` inside a segment would route elsewhere than
+    // one decoding them are refused: no single route's policy is the one the backend applies.
+    for trick in [
+        "/public/..%2Fapi/x",
+        "/api;jsessionid=1/x",
+        "/public\\..\\api",
+    ] {
+        let raw = raw_tls(
+            &pki,
+            sc.addr,
+            Some(&pki.client),
+            b"",
+            format!("GET {trick} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status_of(&raw), 400, "{trick} is ambiguous: {raw}");
+        assert_eq!(json_of(&raw)["error"], "malformed_request");
+    }
     // The accepted twin: the same bytes with a certificate reach the backend unchanged.
     let good = client(&pki, &sc, Some(&pki.client));
     let raw = raw_tls(
@@ -113,12 +126,12 @@ async fn path_tricks_are_routed_as_the_backend_would_resolve_them_and_forwarded_
         sc.addr,
         Some(&pki.client),
         b"",
-        b"GET /public/..%2Fapi/x?a=%20b&c HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        b"GET /public/%2e%2e/api/x?a=%20b&c HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await
     .unwrap();
     assert_eq!(status_of(&raw), 200, "{raw}");
-    assert_eq!(json_of(&raw)["target"], "/public/..%2Fapi/x?a=%20b&c");
+    assert_eq!(json_of(&raw)["target"], "/public/%2e%2e/api/x?a=%20b&c");
     let _ = anon;
     let _ = good;
     sc.stop().await;

@@ -1,0 +1,753 @@
+//! Faults around the sidecar: a backend that goes away and comes back, stalls, resets mid-body or
+//! answers garbage; a config rewritten under load; SIGTERM with 100 requests in flight; running
+//! out of file descriptors; the JWKS server going away. (A remote key registry going away is in
+//! `remote_keys.rs`, Redis going away in `replay_redis.rs`.)
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::support::*;
+
+fn yaml(extra: &str) -> String {
+    format!(
+        "upstream: http://{{UP}}\nshutdown_timeout: 2s\nlog:\n  access: off\n{TLS_MTLS}{extra}routes:\n  - path: /\n    require: [mtls]\n"
+    )
+}
+
+/// A backend answering `ok` after `delay`, counting arrivals; `stop` closes the listener and
+/// every open connection.
+struct Killable {
+    addr: SocketAddr,
+    arrived: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Killable {
+    async fn start(addr: SocketAddr, delay: Duration) -> Killable {
+        let l = TcpListener::bind(addr).await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let a = arrived.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((tcp, _)) = l.accept().await else {
+                    continue;
+                };
+                let a = a.clone();
+                conns.spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let a = a.clone();
+                        async move {
+                            a.fetch_add(1, Ordering::SeqCst);
+                            let _ = req.into_body().collect().await;
+                            tokio::time::sleep(delay).await;
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from_static(b"ok"),
+                            )))
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        Killable {
+            addr,
+            arrived,
+            task,
+        }
+    }
+
+    fn arrived(&self) -> usize {
+        self.arrived.load(Ordering::SeqCst)
+    }
+
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Reads a request head (up to the blank line) and returns how many body bytes came with it.
+async fn read_head(s: &mut TcpStream) -> usize {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).await.unwrap_or(0);
+        if n == 0 {
+            return 0;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return buf.len() - i - 4;
+        }
+    }
+}
+
+/// How a raw backend misbehaves.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Answers bytes that are not HTTP.
+    Garbage,
+    /// Closes the connection without a byte.
+    CloseAtOnce,
+    /// Reads 64 KiB of the request body, then resets the connection.
+    ResetReadingBody,
+    /// Sends a head promising 1 MiB (or chunked), 64 KiB of body, then resets.
+    ResetMidResponse { chunked: bool },
+    /// Sends a head at once and the body in 10 pieces over a second.
+    TrickleBody,
+}
+
+async fn raw_backend(fault: Fault) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let reset = |s: TcpStream| {
+                    // A zero linger makes the close an RST at once; nothing blocks on drop.
+                    #[allow(deprecated)]
+                    let _ = s.set_linger(Some(Duration::ZERO));
+                    drop(s);
+                };
+                match fault {
+                    Fault::Garbage => {
+                        read_head(&mut s).await;
+                        let _ = s.write_all(b"\x16\x03\x01 this is not HTTP\r\n\r\n").await;
+                    }
+                    Fault::CloseAtOnce => {}
+                    Fault::ResetReadingBody => {
+                        let mut got = read_head(&mut s).await;
+                        let mut chunk = [0u8; 16384];
+                        while got < 64 * 1024 {
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => got += n,
+                            }
+                        }
+                        reset(s);
+                    }
+                    Fault::ResetMidResponse { chunked } => {
+                        read_head(&mut s).await;
+                        let body = vec![b'x'; 64 * 1024];
+                        if chunked {
+                            let _ = s
+                                .write_all(
+                                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n",
+                                )
+                                .await;
+                        } else {
+                            let _ = s
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n")
+                                .await;
+                        }
+                        let _ = s.write_all(&body).await;
+                        let _ = s.flush().await;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        reset(s);
+                    }
+                    Fault::TrickleBody => {
+                        read_head(&mut s).await;
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+                            .await;
+                        for _ in 0..10 {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            let _ = s.write_all(b"x").await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn backend_down_then_back_is_502_then_served_again() {
+    let pki = Pki::new();
+    let be = Killable::start("127.0.0.1:0".parse().unwrap(), Duration::ZERO).await;
+    let addr = be.addr;
+    let sc = Sidecar::start(&pki, addr, &yaml("")).await;
+    let c = client(&pki, &sc, Some(&pki.client));
+    assert_eq!(c.get(sc.url("/a")).send().await.unwrap().status(), 200);
+    // Down, with a pooled keep-alive connection to it: 502, never a hang.
+    be.stop().await;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = c.get(sc.url("/a")).send().await.unwrap();
+        assert_eq!(r.status(), 502);
+        assert_eq!(
+            r.json::<serde_json::Value>().await.unwrap()["error"],
+            "upstream_unavailable"
+        );
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+    // Back on the same port: served again.
+    let be = Killable::start(addr, Duration::ZERO).await;
+    eventually(5, || async {
+        c.get(sc.url("/a"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(be.arrived() >= 1);
+    sc.stop().await;
+    be.stop().await;
+}
+
+#[tokio::test]
+async fn a_backend_answering_garbage_or_closing_is_502() {
+    let pki = Pki::new();
+    for fault in [Fault::Garbage, Fault::CloseAtOnce] {
+        let up = raw_backend(fault).await;
+        let sc = Sidecar::start(&pki, up, &yaml("")).await;
+        let c = client(&pki, &sc, Some(&pki.client));
+        for _ in 0..2 {
+            let r = c.get(sc.url("/g")).send().await.unwrap();
+            assert_eq!(r.status(), 502, "{fault:?}");
+            assert_eq!(
+                r.json::<serde_json::Value>().await.unwrap()["error"],
+                "upstream_unavailable",
+                "{fault:?}"
+            );
+        }
+        let m = sc.metrics().await;
+        assert!(
+            sample(&m, "countersign_upstream_errors_total{kind=\"protocol\"}") >= 1.0,
+            "{m}"
+        );
+        sc.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_backend_resetting_mid_request_body_is_502() {
+    let pki = Pki::new();
+    let up = raw_backend(Fault::ResetReadingBody).await;
+    let sc = Sidecar::start(&pki, up, &yaml("")).await;
+    let c = client(&pki, &sc, Some(&pki.client));
+    for body in [
+        reqwest::Body::from(vec![1u8; 4 << 20]),
+        stream_body(256, Bytes::from(vec![2u8; 16384])),
+    ] {
+        let t = Instant::now();
+        let r = c.post(sc.url("/upload")).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 502);
+        assert_eq!(
+            r.json::<serde_json::Value>().await.unwrap()["error"],
+            "upstream_unavailable"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+    // The sidecar is fine: the same client, a good backend.
+    sc.stop().await;
+    let be = echo().await;
+    let sc = Sidecar::start(&pki, be.addr, &yaml("")).await;
+    let c = client(&pki, &sc, Some(&pki.client));
+    assert_eq!(c.get(sc.url("/")).send().await.unwrap().status(), 200);
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn a_backend_resetting_mid_response_body_breaks_the_clients_response_too() {
+    let pki = Pki::new();
+    for chunked in [false, true] {
+        let up = raw_backend(Fault::ResetMidResponse { chunked }).await;
+        let sc = Sidecar::start(&pki, up, &yaml("")).await;
+        for (proto, c) in [
+            ("h1", client(&pki, &sc, Some(&pki.client))),
+            ("h2", client_h2(&pki, &sc, Some(&pki.client))),
+        ] {
+            let t = Instant::now();
+            let r = c.get(sc.url("/dl")).send().await.unwrap();
+            assert_eq!(
+                r.status(),
+                200,
+                "chunked {chunked} {proto}: the head was sent"
+            );
+            // The body must not look complete: a short body that ended cleanly would be taken
+            // for the whole response.
+            let body = r.bytes().await;
+            assert!(
+                body.is_err(),
+                "chunked {chunked} {proto}: {} bytes arrived as if complete",
+                body.map(|b| b.len()).unwrap_or(0)
+            );
+            assert!(t.elapsed() < Duration::from_secs(10));
+        }
+        sc.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_backend_body_streams_after_a_timely_head() {
+    // upstream_timeout bounds the response head only; a body that keeps coming streams through.
+    let pki = Pki::new();
+    let up = raw_backend(Fault::TrickleBody).await;
+    let sc = Sidecar::start(&pki, up, &yaml("limits:\n  upstream_timeout: 300ms\n")).await;
+    let c = client(&pki, &sc, Some(&pki.client));
+    let r = c.get(sc.url("/sse")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"xxxxxxxxxx");
+    sc.stop().await;
+}
+
+/// Clients hammering a URL until stopped; every failure is kept.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(c: reqwest::Client, url: String, workers: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tasks = (0..workers)
+            .map(|_| {
+                let (c, url, stop, ok, failures) = (
+                    c.clone(),
+                    url.clone(),
+                    stop.clone(),
+                    ok.clone(),
+                    failures.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        match c.get(&url).send().await {
+                            Ok(r) if r.status() == 200 => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("status {}", r.status())),
+                            Err(e) => failures.lock().unwrap().push(format!("{e:?}")),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failures,
+            tasks,
+        }
+    }
+
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), failures)
+    }
+}
+
+#[tokio::test]
+async fn rewriting_the_config_under_load_fails_no_request() {
+    let pki = Pki::new();
+    let be = echo().await;
+    let base = yaml("reload:\n  poll_interval: 100ms\nip_allow: [10.0.0.0/8]\n");
+    let sc = Sidecar::start(&pki, be.addr, &base).await;
+    let path = sc.config_path.clone();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let with_block = text.replace(
+        "routes:\n",
+        "routes:\n  - path: /blocked\n    require: [ip]\n",
+    );
+    let c = client(&pki, &sc, Some(&pki.client));
+    let load = Load::start(c.clone(), sc.url("/steady"), 4);
+    let reloads = || async {
+        sample(
+            &sc.metrics().await,
+            "countersign_reloads_total{what=\"config\",result=\"success\"}",
+        )
+    };
+    let failed_reloads = || async {
+        sample(
+            &sc.metrics().await,
+            "countersign_reloads_total{what=\"config\",result=\"error\"}",
+        )
+    };
+    let blocked = |want: u16| {
+        let c = c.clone();
+        let url = sc.url("/blocked/x");
+        async move {
+            eventually(5, || async {
+                c.get(&url).send().await.is_ok_and(|r| r.status() == want)
+            })
+            .await
+        }
+    };
+    for round in 0..3 {
+        let before = reloads().await;
+        std::fs::write(&path, &with_block).unwrap();
+        blocked(403).await;
+        std::fs::write(&path, &text).unwrap();
+        blocked(200).await;
+        // Touching it with the same bytes, and rewriting it in place byte by byte.
+        std::fs::write(&path, &text).unwrap();
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&path).unwrap();
+            for chunk in text.as_bytes().chunks(16) {
+                f.write_all(chunk).unwrap();
+                f.flush().unwrap();
+            }
+        }
+        assert!(reloads().await >= before + 2.0, "round {round}");
+    }
+    // A broken rewrite changes nothing and is counted.
+    let before = failed_reloads().await;
+    std::fs::write(&path, "routes: [oops\n").unwrap();
+    eventually(5, || async { failed_reloads().await > before }).await;
+    std::fs::write(&path, &text).unwrap();
+    blocked(200).await;
+    let (ok, failures) = load.finish().await;
+    assert!(
+        failures.is_empty(),
+        "{} failures, e.g. {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(ok > 20, "only {ok} requests");
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn the_jwks_server_going_away_keeps_the_cached_keys_verifying() {
+    use crate::jwt::idp::{AUD, Idp, TestKey, good_claims, jwks_of, now_secs};
+    let key = TestKey::ec("k1", "ES256");
+    let idp = Idp::start(jwks_of(&[&key])).await;
+    let issuer = idp.base();
+    let addr: SocketAddr = issuer.trim_start_matches("http://").parse().unwrap();
+    let pki = Pki::new();
+    let be = echo().await;
+    let text = format!(
+        "upstream: http://{{UP}}\nlog:\n  access: off\n{TLS_MTLS}jwt:\n  jwks_url: {}\n  issuer: {issuer}\n  audience: {AUD}\n  jwks_refresh: 300ms\n  jwks_min_refetch: 100ms\nroutes:\n  - path: /\n    require: [mtls, jwt]\n",
+        idp.jwks_url()
+    );
+    let sc = Sidecar::start(&pki, be.addr, &text).await;
+    let c = client(&pki, &sc, Some(&pki.client));
+    let ready = || async {
+        plain_client()
+            .get(format!("http://{}/readyz", sc.admin))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    eventually(5, || async { ready().await == 200 }).await;
+    let token = key.mint(&good_claims(&issuer, now_secs()));
+    let get = |t: String| {
+        let c = c.clone();
+        let url = sc.url("/orders");
+        async move { c.get(url).bearer_auth(t).send().await.unwrap().status() }
+    };
+    assert_eq!(get(token.clone()).await, 200);
+    let hits = idp.jwks_hits();
+    idp.stop().await;
+    // Several refresh periods without the IdP: the cached keys keep verifying, readiness holds,
+    // a token from an unknown key is invalid (401), not an outage (503).
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        assert_eq!(get(token.clone()).await, 200);
+        assert_eq!(ready().await, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stranger = TestKey::ec("k2", "ES256");
+    assert_eq!(
+        get(stranger.mint(&good_claims(&issuer, now_secs()))).await,
+        401
+    );
+    // The IdP comes back with a rotated key: picked up by the next refresh.
+    let idp = Idp::start_on(addr, jwks_of(&[&key, &stranger])).await;
+    let fresh = stranger.mint(&good_claims(&issuer, now_secs()));
+    eventually(5, || async { get(fresh.clone()).await == 200 }).await;
+    assert!(idp.jwks_hits() >= 1 && hits >= 1);
+    sc.stop().await;
+    idp.stop().await;
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_countersign");
+
+/// The real binary as a child, its addresses read from its first log line; killed on drop.
+struct Child {
+    child: std::process::Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Child {
+    /// Starts `countersign run` on `yaml`, with the open-file limit set to `nofile` when given.
+    fn spawn(pki: &Pki, yaml: &str, nofile: Option<u64>) -> Child {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let path = pki.path().join("child.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["run", "-c"])
+            .arg(&path)
+            .args(["--log-format", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        if let Some(n) = nofile {
+            // SAFETY: only async-signal-safe calls (setrlimit) between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let rl = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if !sent && line.contains("countersign started") {
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    let _ = tx.send((
+                        v["listen"].as_str().unwrap().to_string(),
+                        v["admin"].as_str().unwrap().to_string(),
+                    ));
+                    sent = true;
+                }
+            }
+        });
+        let (l, a) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the child starts");
+        Child {
+            child,
+            addr: l.parse().unwrap(),
+            admin: a.parse().unwrap(),
+        }
+    }
+
+    fn client(&self, pki: &Pki) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(client_tls(pki, Some(&pki.client), &[b"http/1.1"]))
+            .resolve("localhost", self.addr)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr.port())
+    }
+
+    fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+fn child_yaml(up: SocketAddr, extra: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nupstream: http://{up}\nlog:\n  access: off\n{TLS_MTLS}{extra}routes:\n  - path: /\n    require: [mtls]\n"
+    )
+}
+
+#[tokio::test]
+async fn sigterm_with_100_requests_in_flight_loses_none() {
+    let pki = Pki::new();
+    // Drained in time: all 100 complete.
+    let be = Killable::start("127.0.0.1:0".parse().unwrap(), Duration::from_millis(1500)).await;
+    let c = Child::spawn(&pki, &child_yaml(be.addr, "shutdown_timeout: 20s\n"), None);
+    let outcomes = in_flight(&c, &pki, &be, 100).await;
+    let results = outcomes.await;
+    let ok = results.iter().filter(|r| matches!(r, Ok(200))).count();
+    assert_eq!(ok, 100, "{results:?}");
+    let status = stop(c).await;
+    assert_eq!(status.code(), Some(0));
+    be.stop().await;
+
+    // Outliving shutdown_timeout: each fails with a clean error when the drain ends, none hangs,
+    // none is answered with anything but its response or a closed connection.
+    let be = Killable::start("127.0.0.1:0".parse().unwrap(), Duration::from_secs(30)).await;
+    let c = Child::spawn(&pki, &child_yaml(be.addr, "shutdown_timeout: 1s\n"), None);
+    let t = Instant::now();
+    let outcomes = in_flight(&c, &pki, &be, 100).await;
+    let status = stop(c).await;
+    let results = outcomes.await;
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert_eq!(results.len(), 100);
+    for r in &results {
+        assert!(
+            matches!(r, Err(e) if e.contains("connection") || e.contains("closed") || e.contains("reset")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(status.code(), Some(0));
+    be.stop().await;
+}
+
+/// Sends `n` requests at once and waits until the backend holds all of them, then SIGTERMs the
+/// child; the returned future gives each request's status or error.
+async fn in_flight(
+    c: &Child,
+    pki: &Pki,
+    be: &Killable,
+    n: usize,
+) -> impl std::future::Future<Output = Vec<Result<u16, String>>> + use<> {
+    let http = c.client(pki);
+    let before = be.arrived();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (http, url) = (http.clone(), c.url(&format!("/slow/{i}")));
+            tokio::spawn(async move {
+                http.get(url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .map_err(|e| format!("{e:?}"))
+            })
+        })
+        .collect();
+    eventually(20, || async { be.arrived() - before >= n }).await;
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(c.child.id() as i32, libc::SIGTERM);
+    }
+    async move {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+}
+
+async fn stop(mut c: Child) -> std::process::ExitStatus {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let pid = c.child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(c.child.wait().unwrap());
+        drop(c);
+    });
+    tokio::time::timeout(Duration::from_secs(30), rx)
+        .await
+        .unwrap_or_else(|_| panic!("child {pid} did not exit"))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn running_out_of_file_descriptors_refuses_new_connections_and_serves_open_ones() {
+    let pki = Pki::new();
+    let be = echo().await;
+    // 64 descriptors: fewer than the default connection limit (64) needs, so the descriptors run
+    // out first.
+    let c = Child::spawn(
+        &pki,
+        &child_yaml(be.addr, "limits:\n  handshake_timeout: 2s\n"),
+        Some(64),
+    );
+    let http = c.client(&pki);
+    // One pooled connection to the backend, for the requests made while descriptors are short.
+    assert_eq!(http.get(c.url("/warm")).send().await.unwrap().status(), 200);
+    let mut held = Vec::new();
+    let refused = loop {
+        assert!(held.len() < 64, "descriptors never ran out");
+        let t = Instant::now();
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            tls_connect(&pki, c.addr, Some(&pki.client), b""),
+        )
+        .await
+        {
+            Ok(Ok(s)) => held.push(s),
+            Ok(Err(e)) => break (e, t.elapsed()),
+            Err(_) => panic!(
+                "connection {} hangs instead of being refused ({} descriptors open)",
+                held.len(),
+                c.open_fds()
+            ),
+        }
+    };
+    assert!(held.len() >= 20, "only {} connections", held.len());
+    assert!(refused.1 < Duration::from_secs(1), "{refused:?}");
+    // Refused again, promptly, while nothing changes.
+    for _ in 0..3 {
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            tls_connect(&pki, c.addr, Some(&pki.client), b""),
+        )
+        .await
+        .expect("refused, not hung");
+        assert!(r.is_err());
+    }
+    // The open connections are still served.
+    for s in held.iter_mut().take(3) {
+        s.write_all(b"GET /still HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status_of(&String::from_utf8_lossy(&buf[..n])), 200);
+    }
+    // Connections close: the process recovers.
+    held.truncate(5);
+    eventually(5, || async {
+        http.get(c.url("/after"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let m = plain_client()
+        .get(format!("http://{}/metrics", c.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        sample(&m, "countersign_connections_total{result=\"over_limit\"}") >= 4.0,
+        "{m}"
+    );
+}
