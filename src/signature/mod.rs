@@ -259,16 +259,29 @@ impl Verifier {
         &self.settings
     }
 
-    /// True when the body must be buffered before `verify`: a digest header is present and
-    /// `digest` is not `off`, or `digest: required`.
+    /// True when the body must be buffered before `verify`: `digest` is not `off`, a `Digest` or
+    /// `Content-Digest` header is present, and a signature field mentions a digest (only a covered
+    /// digest is checked, so an uncovered one never makes a large body buffer).
     pub fn needs_body(&self, headers: &HeaderMap) -> bool {
-        match self.settings.digest {
-            DigestPolicy::Off => false,
-            DigestPolicy::Required => true,
-            DigestPolicy::Optional => {
-                headers.contains_key("digest") || headers.contains_key("content-digest")
-            }
+        if self.settings.digest == DigestPolicy::Off
+            || !(headers.contains_key("digest") || headers.contains_key("content-digest"))
+        {
+            // Without a digest header there is nothing to check the body against (and with
+            // `digest: required` the coverage check refuses the request without reading it).
+            return false;
         }
+        // A digest header counts only when a signature covers it: buffer only when a signature
+        // field mentions a digest at all, so a large body with an uncovered digest still streams.
+        let mentions = |name: &str| {
+            headers.get_all(name).iter().any(|v| {
+                v.as_bytes()
+                    .windows(6)
+                    .any(|w| w.eq_ignore_ascii_case(b"digest"))
+            })
+        };
+        mentions(self.settings.cavage_header.as_str())
+            || mentions("signature")
+            || mentions("signature-input")
     }
 
     /// Verifies the request's signature(s) at `now`.

@@ -586,6 +586,27 @@ async fn digests_and_the_body_limits() {
     );
     let r = send(&c, &s).await;
     assert_eq!(be.allowed(&r, "2000 bytes, no digest")["body_bytes"], 2000);
+    // A digest header the signature does not cover counts for nothing: the body still streams
+    // (no 413) and the digest is not checked (a wrong one passes).
+    let mut s = hmac(
+        &sc,
+        "k1",
+        "/upload",
+        &["-X", "POST", "-d", &big, "--digest", "none"],
+    );
+    s.headers.push((
+        "Digest".into(),
+        "SHA-256=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+    ));
+    s.headers.push((
+        "Content-Digest".into(),
+        "sha-256=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:".into(),
+    ));
+    let r = send(&c, &s).await;
+    assert_eq!(
+        be.allowed(&r, "2000 bytes, uncovered digest")["body_bytes"],
+        2000
+    );
 
     // request_timeout: the body trickles past limits.body_timeout (300ms).
     let body100 = "y".repeat(100);
