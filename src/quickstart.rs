@@ -212,6 +212,39 @@ Files (CA, certificates, keys, config) are in {d}/. Paste these in another termi
   curl --cacert {d}/ca.crt --cert {d}/client.crt --key {d}/client.key -H 'X-Countersign-Key-Id: forged' https://localhost:{port}/hello
 "#
     );
+    let me = std::env::current_exe()
+        .ok()
+        .map(|p| {
+            std::env::current_dir()
+                .ok()
+                .and_then(|cwd| p.strip_prefix(&cwd).ok().map(Path::to_path_buf))
+                .unwrap_or(p)
+        })
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "countersign".to_string());
+    let tls = format!("--cacert {d}/ca.crt --cert {d}/client.crt --key {d}/client.key");
+    println!(
+        r#"  # /signed also needs a request signature, made as Tyk's request signing makes it (HMAC, UTC
+  # Date, URL-escaped value). `sign` signs like the gateway; --send sends the request:
+  {me} sign --scheme tyk --alg hmac-sha256 --key-id tyk-hmac --secret-file {d}/hmac.secret \
+    --url 'https://localhost:{port}/signed/orders?page=2' --send {tls}
+
+  # the same as a plain curl command (the signature stays valid for signature.clock_skew, 300 s)
+  eval "$({me} sign --scheme tyk --alg hmac-sha256 --key-id tyk-hmac --secret-file {d}/hmac.secret \
+    --url https://localhost:{port}/signed/orders --curl {tls})"
+
+  # the same with Tyk's RSA signing
+  {me} sign --scheme tyk --alg rsa-sha256 --key-id tyk-rsa --key-file {d}/tyk-rsa.key.pem \
+    --url https://localhost:{port}/signed/orders --send {tls}
+
+  # refused with 401 signature_invalid: signed with the wrong secret
+  {me} sign --scheme tyk --alg hmac-sha256 --key-id tyk-hmac --secret not-the-secret \
+    --url https://localhost:{port}/signed/orders --send {tls}
+
+  # refused with 401 signature_missing: no signature at all
+  curl {tls} https://localhost:{port}/signed/orders
+"#
+    );
     if let Some(a) = admin {
         println!(
             "  # metrics and health on the admin listener\n  curl http://{a}/metrics | grep countersign_requests_total\n"

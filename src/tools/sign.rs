@@ -128,13 +128,13 @@ pub struct SignArgs {
     /// Send the request and print the response.
     #[arg(long)]
     pub send: bool,
-    /// --send: client certificate PEM (mTLS).
+    /// --send and --curl: client certificate PEM (mTLS).
     #[arg(long, value_name = "PEM", requires = "send")]
     pub cert: Option<PathBuf>,
-    /// --send: client private key PEM (mTLS).
+    /// --send and --curl: client private key PEM (mTLS).
     #[arg(long, value_name = "PEM", requires = "cert")]
     pub key: Option<PathBuf>,
-    /// --send: trust only this CA bundle (PEM).
+    /// --send and --curl: trust only this CA bundle (PEM).
     #[arg(long, value_name = "PEM", requires = "send")]
     pub cacert: Option<PathBuf>,
     /// --send: give up after this long.
@@ -603,7 +603,21 @@ pub async fn run(args: SignArgs) -> ExitCode {
         };
     }
     if args.curl {
-        println!("{}", curl_command(&signed, args.data_file.as_deref()));
+        let mut c = curl_command(&signed, args.data_file.as_deref());
+        // The TLS files given for --send go into the curl command too, so it can be pasted as is.
+        for (flag, path) in [
+            ("--cacert", &args.cacert),
+            ("--cert", &args.cert),
+            ("--key", &args.key),
+        ] {
+            if let Some(p) = path {
+                c.push_str(&format!(
+                    " \\\n  {flag} {}",
+                    shell_quote(&p.display().to_string())
+                ));
+            }
+        }
+        println!("{c}");
     } else {
         for (k, v) in &signed.added {
             println!("{k}: {v}");

@@ -383,6 +383,68 @@ async fn quickstart_serves_what_it_prints_and_stops_on_ctrl_c() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // The signed examples it prints: HMAC and RSA accepted, a wrong secret refused.
+    assert!(
+        text.contains("sign --scheme tyk --alg hmac-sha256"),
+        "{text}"
+    );
+    let d = dir.path().display().to_string();
+    let sign = |extra: &[&str]| {
+        let mut args: Vec<String> = ["sign", "--scheme", "tyk", "--url"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(format!("https://localhost:{port}/signed/orders"));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        for (flag, file) in [
+            ("--cacert", "ca.crt"),
+            ("--cert", "client.crt"),
+            ("--key", "client.key"),
+        ] {
+            args.push(flag.to_string());
+            args.push(format!("{d}/{file}"));
+        }
+        args.push("--send".to_string());
+        Command::new(BIN).args(&args).output().unwrap()
+    };
+    let hmac_file = format!("{d}/hmac.secret");
+    let rsa_file = format!("{d}/tyk-rsa.key.pem");
+    let ok = sign(&[
+        "--alg",
+        "hmac-sha256",
+        "--key-id",
+        "tyk-hmac",
+        "--secret-file",
+        &hmac_file,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).starts_with("HTTP 200"),
+        "{ok:?}"
+    );
+    let ok = sign(&[
+        "--alg",
+        "rsa-sha256",
+        "--key-id",
+        "tyk-rsa",
+        "--key-file",
+        &rsa_file,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).starts_with("HTTP 200"),
+        "{ok:?}"
+    );
+    let bad = sign(&[
+        "--alg",
+        "hmac-sha256",
+        "--key-id",
+        "tyk-hmac",
+        "--secret",
+        "not-the-secret",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("signature_invalid"),
+        "{bad:?}"
+    );
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }

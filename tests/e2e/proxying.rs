@@ -347,3 +347,67 @@ async fn slowloris_connections_are_closed_and_counted() {
     .await;
     sc.stop().await;
 }
+
+/// An h2c backend (HTTP/2 with prior knowledge, as gRPC servers are) that reports what it got.
+async fn h2c_backend() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let te = req
+                        .headers()
+                        .get("te")
+                        .map(|v| v.to_str().unwrap_or("").to_string())
+                        .unwrap_or_default();
+                    let body = format!("{:?} te={te} path={}", req.version(), req.uri().path());
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                        body,
+                    ))))
+                });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+            });
+        }
+    });
+    a
+}
+
+#[tokio::test]
+async fn upstream_http2_speaks_h2c_to_the_backend_and_keeps_te_trailers() {
+    let pki = Pki::new();
+    let be = h2c_backend().await;
+    let sc = Sidecar::start(&pki, be, &yaml("upstream_http2: true\n")).await;
+    for c in [
+        client(&pki, &sc, Some(&pki.client)),
+        client_h2(&pki, &sc, Some(&pki.client)),
+    ] {
+        let r = c
+            .post(sc.url("/pkg.Service/Method"))
+            .header("te", "trailers")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.text().await.unwrap(),
+            "HTTP/2.0 te=trailers path=/pkg.Service/Method"
+        );
+    }
+    sc.stop().await;
+    // The refused twin: without upstream_http2 the sidecar speaks HTTP/1.1, which an h2c-only
+    // backend cannot answer.
+    let sc = Sidecar::start(&pki, be, &yaml("")).await;
+    let r = client(&pki, &sc, Some(&pki.client))
+        .get(sc.url("/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    sc.stop().await;
+}
