@@ -23,12 +23,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// A runtime with `workers` threads (one per CPU by default). One worker gets tokio's
+/// current-thread scheduler: no work stealing, no cross-thread wake-ups, the least CPU per request
+/// (a sidecar pinned to one core, or the one-worker benchmark).
 fn runtime(workers: Option<usize>) -> tokio::runtime::Runtime {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
+    let mut b = match workers {
+        Some(n) if n <= 1 => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     b.enable_all();
-    if let Some(n) = workers {
-        b.worker_threads(n.max(1));
-    }
     b.build().expect("the tokio runtime starts")
 }
 

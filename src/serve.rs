@@ -16,6 +16,9 @@ use crate::app::{App, ConnInfo};
 use crate::config::Limits;
 use crate::metrics;
 
+/// hyper's own limit on header lines per HTTP/1.1 request.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
 /// The HTTP settings for connections, built once per snapshot.
 #[derive(Clone)]
 pub struct Http {
@@ -58,8 +61,12 @@ impl Http {
         h1.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_header_size(limits.max_header_bytes)
-            .max_headers(limits.max_headers)
             .keep_alive(true);
+        // hyper parses up to 100 headers on the stack; naming any other count moves the parse
+        // buffer to the heap for every request, so only a non-default limit is passed on.
+        if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            h1.max_headers(limits.max_headers);
+        }
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_h2_streams)
@@ -72,8 +79,10 @@ impl Http {
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_bytes.max(8192))
-            .max_headers(limits.max_headers)
             .keep_alive(true);
+        if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            auto.http1().max_headers(limits.max_headers);
+        }
         auto.http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_h2_streams)
