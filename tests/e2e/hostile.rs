@@ -1363,10 +1363,10 @@ async fn oversized_heads_slow_clients_and_non_tls_bytes() {
         .ok();
     let text = String::from_utf8_lossy(&out);
     assert_eq!(status_of(&text), 504, "{text}");
-    // A digest that must be checked (signature route), with a body that stalls: 408, and nothing
-    // is forwarded.
+    // A digest that must be checked (a signature covering it, on a signature route), with a body
+    // that stalls: 408, and nothing is forwarded.
     let mut s = tls_connect(&b.pki, b.sc.addr, None, b"").await.unwrap();
-    s.write_all(b"POST /slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\nDigest: SHA-256=AAAA\r\n\r\n0123456789")
+    s.write_all(b"POST /slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\nDigest: SHA-256=AAAA\r\nSignature: keyId=\"k1\",headers=\"digest\",signature=\"AAAA\"\r\n\r\n0123456789")
         .await
         .unwrap();
     let mut out = Vec::new();
