@@ -79,7 +79,7 @@ fn ip_header(ip: IpAddr) -> HeaderValue {
 }
 
 /// The response body: a refusal, or the backend's streamed body, with the access line attached.
-pub type ResBody = Logged<Either<Full<Bytes>, Incoming>>;
+pub type ResBody = Logged<Either<Full<Bytes>, crate::upstream::PooledBody>>;
 
 /// The request handler shared by every connection.
 pub struct App {

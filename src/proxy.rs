@@ -9,9 +9,8 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::upstream::{Pool, PooledBody, SendError};
 
 use crate::config::{Limits, Upstream};
 use crate::headers::{SPOOFABLE, is_countersign_owned};
@@ -114,10 +113,10 @@ pub fn strip_spoofable(h: &mut HeaderMap) {
     }
 }
 
-/// The pooled client to the one backend.
+/// The client to the one backend.
 #[derive(Clone)]
 pub struct Proxy {
-    client: Client<HttpConnector, ReqBody>,
+    pool: Pool,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     version: Version,
@@ -135,24 +134,24 @@ impl std::fmt::Debug for Proxy {
 impl Proxy {
     /// A client for `upstream` with the configured timeouts.
     pub fn new(upstream: &Upstream, limits: &Limits) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let mut b = Client::builder(TokioExecutor::new());
-        b.pool_idle_timeout(Duration::from_secs(90))
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new());
-        if upstream.http2 {
-            b.http2_only(true);
-        }
         let parts = upstream.uri.clone().into_parts();
+        let authority = parts
+            .authority
+            .expect("validated upstream has an authority");
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
         Proxy {
-            client: b.build(connector),
+            pool: Pool::new(addr, upstream.http2, limits.upstream_connect_timeout),
             scheme: parts.scheme.unwrap_or(http::uri::Scheme::HTTP),
-            authority: parts
-                .authority
-                .expect("validated upstream has an authority"),
+            authority,
             version: if upstream.http2 {
                 Version::HTTP_2
             } else {
@@ -162,19 +161,28 @@ impl Proxy {
         }
     }
 
-    /// Points the request at the backend, keeping the path and query byte for byte.
+    /// Points the request at the backend, keeping the path and query byte for byte: origin-form
+    /// for HTTP/1.1, the absolute form HTTP/2 needs for its pseudo-headers.
     pub fn retarget(&self, parts: &mut http::request::Parts) {
-        let mut u = http::uri::Parts::default();
-        u.scheme = Some(self.scheme.clone());
-        u.authority = Some(self.authority.clone());
-        u.path_and_query = parts.uri.path_and_query().cloned();
         // An HTTP/2 request carries its host in :authority; the backend wants a Host header.
-        if !parts.headers.contains_key(header::HOST)
-            && let Some(a) = parts.uri.authority()
-            && let Ok(v) = HeaderValue::from_str(a.as_str())
-        {
-            parts.headers.insert(header::HOST, v);
+        if !parts.headers.contains_key(header::HOST) {
+            let host = parts.uri.authority().unwrap_or(&self.authority);
+            if let Ok(v) = HeaderValue::from_str(host.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
         }
+        let mut u = http::uri::Parts::default();
+        if self.version == Version::HTTP_2 {
+            u.scheme = Some(self.scheme.clone());
+            u.authority = Some(self.authority.clone());
+        }
+        u.path_and_query = Some(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
         if let Ok(uri) = Uri::from_parts(u) {
             parts.uri = uri;
         }
@@ -182,18 +190,17 @@ impl Proxy {
     }
 
     /// Sends the request; the response head must arrive within the upstream timeout.
-    pub async fn send(&self, req: Request<ReqBody>) -> Result<Response<Incoming>, Reject> {
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+    pub async fn send(&self, req: Request<ReqBody>) -> Result<Response<PooledBody>, Reject> {
+        match tokio::time::timeout(self.timeout, self.pool.send(req)).await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if client_body_failed(&e) => {
+            Ok(Err(SendError::Http(e))) if client_body_failed(&e) => {
                 tracing::info!(target: "countersign::upstream", error = %error_chain(&e), "the client's request body failed while it was forwarded");
                 Err(Reject::MalformedRequest)
             }
             Ok(Err(e)) => {
-                let kind = if e.is_connect() {
-                    "connect"
-                } else {
-                    "protocol"
+                let kind = match e {
+                    SendError::Connect { .. } => "connect",
+                    SendError::Http(_) => "protocol",
                 };
                 crate::metrics::upstream_error(kind);
                 tracing::warn!(target: "countersign::upstream", kind, error = %error_chain(&e), "backend request failed");

@@ -411,3 +411,93 @@ async fn upstream_http2_speaks_h2c_to_the_backend_and_keeps_te_trailers() {
     assert_eq!(r.status(), 502);
     sc.stop().await;
 }
+
+/// A backend that counts the connections it accepted; `keep_alive: false` closes each after one
+/// response (as a backend with a short keep-alive timeout does).
+async fn counting_backend(
+    keep_alive: bool,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = n.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let body = vec![
+                        b'z';
+                        if req.uri().path() == "/big" {
+                            1 << 20
+                        } else {
+                            2
+                        }
+                    ];
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                        body,
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(keep_alive)
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (a, n)
+}
+
+#[tokio::test]
+async fn backend_connections_are_reused_and_closed_ones_replaced() {
+    use std::sync::atomic::Ordering;
+    let pki = Pki::new();
+    let (be, conns) = counting_backend(true).await;
+    let sc = Sidecar::start(&pki, be, &yaml("")).await;
+    let c = client(&pki, &sc, Some(&pki.client));
+    for _ in 0..50 {
+        assert_eq!(
+            c.get(sc.url("/small"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+            "zz"
+        );
+    }
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        1,
+        "sequential requests share one backend connection"
+    );
+    // A response the client abandons half-read leaves its connection out of the pool; the next
+    // request gets a fresh one and nothing hangs.
+    let r = c.get(sc.url("/big")).send().await.unwrap();
+    drop(r);
+    assert_eq!(
+        c.get(sc.url("/small"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "zz"
+    );
+    sc.stop().await;
+
+    // A backend that closes every connection after one response: no request fails.
+    let (be, conns) = counting_backend(false).await;
+    let sc = Sidecar::start(&pki, be, &yaml("")).await;
+    let c = client(&pki, &sc, Some(&pki.client));
+    for _ in 0..20 {
+        let r = c.get(sc.url("/small")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "zz");
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 20);
+    sc.stop().await;
+}
