@@ -7,7 +7,10 @@
 # proxy process's utime+stime from /proc, all of nginx's processes), latency percentiles at that
 # rate, max req/s with and without keep-alive, RSS idle and under load, time to ready.
 #
-# Usage: bench/compare.sh [--rate R] [--seconds S] [--out DIR] [--targets LIST] [--skip-saturation]
+# Every figure is the median of --repeat rounds (default 3); within a round the targets run one
+# after another, so slow drifts of the machine hit every target alike.
+#
+# Usage: bench/compare.sh [--rate R] [--seconds S] [--repeat N] [--out DIR] [--targets LIST] [--skip-saturation]
 # Needs: nginx, haproxy (apt-get install nginx haproxy), oha (cargo install oha --locked; the script
 # installs it when missing), a release build of countersign (built here when missing).
 set -euo pipefail
@@ -18,6 +21,7 @@ OUT=$(mktemp -d /tmp/countersign-bench.XXXXXX)
 TARGETS="direct nginx haproxy cs cs-hmac cs-rsa cs-ed25519 cs-report"
 SATURATION=1
 CONNS=64
+REPEAT=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --rate) RATE=$2; shift 2 ;;
@@ -25,6 +29,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --targets) TARGETS=$2; shift 2 ;;
     --skip-saturation) SATURATION=0; shift ;;
+    --repeat) REPEAT=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -263,13 +268,18 @@ stop_target() {
 
 header_args() { for h in "${HEADERS[@]:-}"; do [ -n "$h" ] && printf -- '-H\0%s\0' "$h"; done; }
 
-declare -A CPU_US P50 P99 P999 SAT SATP99 NOKA RSS_IDLE RSS_LOAD READY OK
+declare -A CPU_US P50 P99 P999 SAT SATP99 NOKA RSS_IDLE RSS_LOAD READY OK CPU_RANGE
+# Each metric collects one value per round (space-separated); the report shows the median.
+append() { local -n arr=$1; arr[$2]="${arr[$2]:-} $3"; }
+median() { python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:] if x not in ('-','')]; print(round(statistics.median(v),2) if v else '-')" $1; }
+for round in $(seq 1 "$REPEAT"); do
+echo "# round $round of $REPEAT" >&2
 for t in $TARGETS; do
   READY_MS="-"
   start_target "$t"
   sleep 0.3
   main_pid=${TARGET_PIDS[0]}
-  RSS_IDLE[$t]=$(rss_kib "$main_pid")
+  append RSS_IDLE "$t" "$(rss_kib "$main_pid")"
   mapfile -d '' -t HA < <(header_args)
   # Warm-up, then the fixed-rate run.
   load "$URL" -z 2s -q "$RATE" "${HA[@]}" >/dev/null || true
@@ -284,11 +294,11 @@ sd=j.get("statusCodeDistribution",{})
 ok=sum(v for k,v in sd.items() if k.startswith("2"))
 lp=j.get("latencyPercentiles",{})
 print(ok, lp.get("p50",0)*1000, lp.get("p99",0)*1000, lp.get("p99.9",0)*1000)' <<< "$json")
-  OK[$t]=$ok
-  CPU_US[$t]=$(python3 -c "print(round(($after-$before)/$TICKS*1e6/max($ok,1),2))")
-  P50[$t]=$(printf '%.2f' "$p50"); P99[$t]=$(printf '%.2f' "$p99"); P999[$t]=$(printf '%.2f' "$p999")
-  RSS_LOAD[$t]=$(hwm_kib "$main_pid")
-  READY[$t]=$READY_MS
+  append OK "$t" "$ok"
+  append CPU_US "$t" "$(python3 -c "print(round(($after-$before)/$TICKS*1e6/max($ok,1),2))")"
+  append P50 "$t" "$(printf '%.2f' "$p50")"; append P99 "$t" "$(printf '%.2f' "$p99")"; append P999 "$t" "$(printf '%.2f' "$p999")"
+  append RSS_LOAD "$t" "$(hwm_kib "$main_pid")"
+  append READY "$t" "$READY_MS"
   if [ $SATURATION = 1 ]; then
     json=$(load "$URL" -z "${SECS}s" "${HA[@]}")
     echo "$json" > "$OUT/$t-sat.json"
@@ -296,12 +306,23 @@ print(ok, lp.get("p50",0)*1000, lp.get("p99",0)*1000, lp.get("p99.9",0)*1000)' <
 import json,sys
 j=json.load(sys.stdin); s=j["summary"]; lp=j.get("latencyPercentiles",{})
 print(round(s.get("requestsPerSec",0)), round(lp.get("p99",0)*1000,2))' <<< "$json")
-    SAT[$t]=$rps; SATP99[$t]=$p99
+    append SAT "$t" "$rps"; append SATP99 "$t" "$p99"
     json=$(load "$URL" -z "${SECS}s" --disable-keepalive "${HA[@]}")
     echo "$json" > "$OUT/$t-noka.json"
-    NOKA[$t]=$(python3 -c 'import json,sys; print(round(json.load(sys.stdin)["summary"].get("requestsPerSec",0)))' <<< "$json")
+    append NOKA "$t" "$(python3 -c 'import json,sys; print(round(json.load(sys.stdin)["summary"].get("requestsPerSec",0)))' <<< "$json")"
   fi
   stop_target "$t"
+done
+done
+
+# Medians (and the CPU range) per target.
+for t in $TARGETS; do
+  CPU_RANGE[$t]=$(python3 -c "import sys; v=[float(x) for x in sys.argv[1:]]; print(f'{min(v):g}–{max(v):g}')" ${CPU_US[$t]})
+  for m in CPU_US P50 P99 P999 SAT SATP99 NOKA RSS_IDLE RSS_LOAD READY OK; do
+    declare -n ref=$m
+    ref[$t]=$(median "${ref[$t]:-}")
+    unset -n ref
+  done
 done
 
 # --- report ------------------------------------------------------------------------------------
@@ -309,20 +330,20 @@ better_cpu=$(python3 -c "
 v=[x for x in [${CPU_US[nginx]:-0}, ${CPU_US[haproxy]:-0}] if x>0]
 print(min(v) if v else 0)")
 echo
-echo "## Fixed offered load: $RATE req/s, $CONNS keep-alive connections, ${SECS}s (proxy on core 0; backend and oha on core 1)"
+echo "## Fixed offered load: $RATE req/s, $CONNS keep-alive connections, ${SECS}s, median of $REPEAT rounds (proxy on core 0; backend and oha on core 1)"
 echo
-echo "| target | 2xx | CPU µs/req | better peer ÷ this | p50 ms | p99 ms | p99.9 ms | RSS idle MiB | RSS peak MiB | ready ms |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| target | 2xx | CPU µs/req | (range) | better peer ÷ this | p50 ms | p99 ms | p99.9 ms | RSS idle MiB | RSS peak MiB | ready ms |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for t in $TARGETS; do
   ratio=$(python3 -c "c=${CPU_US[$t]}; b=$better_cpu; print(round(b/c,2) if c>0 and b>0 else '-')")
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${OK[$t]}" "${CPU_US[$t]}" "$ratio" "${P50[$t]}" "${P99[$t]}" "${P999[$t]}" \
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${OK[$t]}" "${CPU_US[$t]}" "${CPU_RANGE[$t]}" "$ratio" "${P50[$t]}" "${P99[$t]}" "${P999[$t]}" \
     "$(python3 -c "print(round(${RSS_IDLE[$t]:-0}/1024,1))")" "$(python3 -c "print(round(${RSS_LOAD[$t]:-0}/1024,1))")" "${READY[$t]}"
 done
 if [ $SATURATION = 1 ]; then
   better_sat=$(python3 -c "print(max(${SAT[nginx]:-0}, ${SAT[haproxy]:-0}))")
   better_noka=$(python3 -c "print(max(${NOKA[nginx]:-0}, ${NOKA[haproxy]:-0}))")
   echo
-  echo "## Saturation ($CONNS connections, ${SECS}s; oha shares core 1 with the backend, so these are relative figures)"
+  echo "## Saturation ($CONNS connections, ${SECS}s, median of $REPEAT rounds; oha shares core 1 with the backend, so these are relative figures)"
   echo
   echo "| target | req/s keep-alive | ÷ better peer | p99 ms | req/s new TLS handshakes | ÷ better peer |"
   echo "|---|---|---|---|---|---|"
