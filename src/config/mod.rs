@@ -577,20 +577,7 @@ impl Config {
         source: &Path,
         base_dir: &Path,
     ) -> Result<Config, ConfigError> {
-        let name = source.display().to_string();
-        if text.trim().is_empty() {
-            return Err(ConfigError::one(name, "the file is empty"));
-        }
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let at = if field == "." || field.is_empty() {
-                name.clone()
-            } else {
-                format!("{name}: {field}")
-            };
-            ConfigError::one(at, e.into_inner().to_string())
-        })?;
+        let raw: RawConfig = parse_yaml(text, &source.display().to_string())?;
         validate(raw, source, base_dir)
     }
 
@@ -603,6 +590,47 @@ impl Config {
     pub fn any_route_requires(&self, r: Requirement) -> bool {
         self.routes.iter().any(|route| route.require.contains(&r))
     }
+}
+
+/// Where a deserialization error is: `file: field.path`, or just `file` at the top.
+fn error_at(file: &str, field: String) -> String {
+    if field == "." || field.is_empty() {
+        file.to_string()
+    } else {
+        format!("{file}: {field}")
+    }
+}
+
+/// Deserializes a YAML document (refusing an empty one), naming the file and the field of the
+/// first error: the one way every countersign file (config, key registry, webhook config) is read.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+) -> Result<T, ConfigError> {
+    if text.trim().is_empty() {
+        return Err(ConfigError::one(file, "the file is empty"));
+    }
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        ConfigError::one(
+            error_at(file, e.path().to_string()),
+            e.into_inner().to_string(),
+        )
+    })
+}
+
+/// Deserializes a JSON document, naming the file and the field of the first error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    file: &str,
+) -> Result<T, ConfigError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        ConfigError::one(
+            error_at(file, e.path().to_string()),
+            e.into_inner().to_string(),
+        )
+    })
 }
 
 /// A short message for an I/O error reading a file.

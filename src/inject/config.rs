@@ -121,19 +121,7 @@ impl WebhookConfig {
         base_dir: &Path,
     ) -> Result<WebhookConfig, ConfigError> {
         let name = source.display().to_string();
-        if text.trim().is_empty() {
-            return Err(ConfigError::one(name, "the file is empty"));
-        }
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        let raw: RawWebhookConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let at = if field == "." || field.is_empty() {
-                name.clone()
-            } else {
-                format!("{name}: {field}")
-            };
-            ConfigError::one(at, e.into_inner().to_string())
-        })?;
+        let raw: RawWebhookConfig = crate::config::parse_yaml(text, &name)?;
         validate(raw, &name, base_dir)
     }
 }

@@ -271,31 +271,13 @@ impl Registry {
         settings: &SignatureSettings,
     ) -> Result<Registry, ConfigError> {
         let name = name.to_string();
-        let at = |field: String| {
-            if field == "." || field.is_empty() {
-                name.clone()
-            } else {
-                format!("{name}: {field}")
-            }
-        };
         let raw: RawRegistry = match format {
             Format::Yaml => {
                 let text = std::str::from_utf8(bytes)
                     .map_err(|_| ConfigError::one(name.clone(), "not UTF-8 text"))?;
-                if text.trim().is_empty() {
-                    return Err(ConfigError::one(name, "the file is empty"));
-                }
-                let de = serde_yaml_ng::Deserializer::from_str(text);
-                serde_path_to_error::deserialize(de).map_err(|e| {
-                    ConfigError::one(at(e.path().to_string()), e.into_inner().to_string())
-                })?
+                crate::config::parse_yaml(text, &name)?
             }
-            Format::Json => {
-                let mut de = serde_json::Deserializer::from_slice(bytes);
-                serde_path_to_error::deserialize(&mut de).map_err(|e| {
-                    ConfigError::one(at(e.path().to_string()), e.into_inner().to_string())
-                })?
-            }
+            Format::Json => crate::config::parse_json(bytes, &name)?,
         };
         build(raw, &name, base_dir, settings)
     }
