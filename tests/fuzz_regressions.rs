@@ -173,7 +173,11 @@ fn path() {
         let once = countersign::policy::path::for_matching(raw);
         assert!(once.starts_with('/'), "{name}");
         if !once.contains('%') {
-            assert_eq!(countersign::policy::path::for_matching(&once), once, "{name}");
+            assert_eq!(
+                countersign::policy::path::for_matching(&once),
+                once,
+                "{name}"
+            );
         }
         eprintln!("{name}: ok");
     }

@@ -48,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut pod = body["request"]["object"].clone();
     json_patch::patch(&mut pod, &patch).unwrap_or_else(|e| panic!("the patch does not apply: {e}"));
-    assert_eq!(pod["metadata"]["labels"]["countersign.dev/injected"], "true");
+    assert_eq!(
+        pod["metadata"]["labels"]["countersign.dev/injected"],
+        "true"
+    );
     let mut again = body.clone();
     again["request"]["object"] = pod;
     let bytes = serde_json::to_vec(&again).unwrap_or_default();

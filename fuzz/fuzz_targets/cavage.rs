@@ -32,13 +32,19 @@ fuzz_target!(|data: &[u8]| {
         assert!(!p.headers.is_empty() && p.headers.len() <= cavage::MAX_HEADERS);
         for h in &p.headers {
             assert!(!h.is_empty());
-            assert!(!h.bytes().any(|b| b.is_ascii_uppercase() || b == b' ' || b == b'\t'));
+            assert!(
+                !h.bytes()
+                    .any(|b| b.is_ascii_uppercase() || b == b' ' || b == b'\t')
+            );
         }
         if let Ok(sig) = cavage::decode_signature(&p.signature) {
             assert!(sig.len() <= cavage::MAX_SIGNATURE / 4 * 3);
         }
         let mut headers = HeaderMap::new();
-        headers.insert("date", HeaderValue::from_static("Sun, 05 Jan 2014 21:31:40 GMT"));
+        headers.insert(
+            "date",
+            HeaderValue::from_static("Sun, 05 Jan 2014 21:31:40 GMT"),
+        );
         headers.append("x-dup", HeaderValue::from_static("a"));
         headers.append("x-dup", HeaderValue::from_static(" b "));
         headers.insert("x-aux-date", HeaderValue::from_static(""));
@@ -51,7 +57,10 @@ fuzz_target!(|data: &[u8]| {
             let mut notes = Vec::new();
             if let Ok(s) = cavage::signing_string(&msg, &p, q, &mut notes) {
                 // One line per covered entry: header values hold no line feed.
-                assert_eq!(s.iter().filter(|&&b| b == b'\n').count() + 1, p.headers.len());
+                assert_eq!(
+                    s.iter().filter(|&&b| b == b'\n').count() + 1,
+                    p.headers.len()
+                );
             }
         }
     }

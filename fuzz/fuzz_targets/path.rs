@@ -13,7 +13,10 @@ fn check_normal(p: &str, raw: &str) {
     let inner = p.strip_suffix('/').unwrap_or(p);
     if !inner.is_empty() {
         for seg in inner[1..].split('/') {
-            assert!(!seg.is_empty() && seg != "." && seg != "..", "{raw:?} -> {p:?}");
+            assert!(
+                !seg.is_empty() && seg != "." && seg != "..",
+                "{raw:?} -> {p:?}"
+            );
         }
     }
 }

@@ -27,7 +27,9 @@ fuzz_target!(|data: &[u8]| {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/interop");
     let source = base.join("keys.yaml");
     for format in [Format::Yaml, Format::Json] {
-        check(Registry::from_bytes(data, format, &source, &base, &SETTINGS));
+        check(Registry::from_bytes(
+            data, format, &source, &base, &SETTINGS,
+        ));
         check(Registry::from_remote_bytes(
             data,
             format,

@@ -35,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
             let lines: Vec<&str> = text.split('\n').collect();
             assert_eq!(lines.len(), s.components.len() + 1, "{text}");
             for (line, c) in lines.iter().zip(&s.components) {
-                assert!(line.starts_with(&format!("{}: ", c.id)), "{line} / {}", c.id);
+                assert!(
+                    line.starts_with(&format!("{}: ", c.id)),
+                    "{line} / {}",
+                    c.id
+                );
             }
             assert_eq!(
                 lines[lines.len() - 1],
