@@ -274,6 +274,54 @@ fn insufficient_coverage_and_its_twin() {
 }
 
 #[test]
+fn a_far_future_expires_is_shown_not_panicked_on() {
+    // Found with fuzz/fuzz_targets/date.rs: `fresh until` past year 9999 panicked in
+    // `registry::rfc3339` (explain, and `countersign verify`).
+    let open = SignatureSettings {
+        required: vec!["(request-target)".to_string()],
+        ..SignatureSettings::default()
+    };
+    let signer = Signer::hmac(Algorithm::HmacSha256, SECRET).unwrap();
+    let mut r = base_req();
+    let sign_until = |r: &Req, expires: i64| {
+        sign::cavage(
+            &msg(r),
+            &signer,
+            &CavageSpec {
+                key_id: "k1",
+                algorithm: Some("hmac-sha256"),
+                headers: vec!["(request-target)".to_string(), "(expires)".to_string()],
+                created: None,
+                expires: Some(expires),
+                tyk: false,
+            },
+        )
+        .unwrap()
+        .0
+    };
+    let far = 999_999_999_999_999;
+    let params = sign_until(&r, far);
+    r.set("authorization", &format!("Signature {params}"));
+    let ok = accepted(&v(&open), &r, NOW);
+    assert_eq!(ok.fresh_until, at(far + 300));
+    let shown = explain(&v(&open), &r, NOW).to_string();
+    assert!(
+        shown.contains("fresh until Unix time 1000000000000299"),
+        "{shown}"
+    );
+    // Its twin: an expires in the past is refused.
+    let params = sign_until(&r, NOW - 301);
+    r.set("authorization", &format!("Signature {params}"));
+    refused(
+        &v(&open),
+        &r,
+        NOW,
+        Reject::SignatureExpired,
+        "expired 301s ago",
+    );
+}
+
+#[test]
 fn signature_expired_and_its_twin() {
     let s = SignatureSettings::default();
     let r = cavage("k1", STD, base_req());
