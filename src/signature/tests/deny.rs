@@ -322,6 +322,43 @@ fn a_far_future_expires_is_shown_not_panicked_on() {
 }
 
 #[test]
+fn a_huge_configured_skew_saturates_instead_of_panicking() {
+    // `clock_skew: 500000000000y` loads (humantime), but adding it to now overflowed SystemTime
+    // and the i64 arithmetic of the freshness window (found with fuzz/fuzz_targets/config.rs).
+    let huge = Duration::from_secs(500_000_000_000 * 31_557_600);
+    let s = SignatureSettings {
+        required: vec!["(request-target)".to_string()],
+        clock_skew: huge,
+        max_age: huge,
+        ..SignatureSettings::default()
+    };
+    // No signed time: fresh "forever".
+    let r = cavage("k1", &["(request-target)"], base_req());
+    let ok = accepted(&v(&s), &r, NOW);
+    assert_eq!(ok.fresh_until, at(i64::MAX));
+    // A signed Date, created and expires: the window saturates.
+    let ok = accepted(&v(&s), &cavage("k1", STD, base_req()), NOW + 10_000_000);
+    assert_eq!(ok.fresh_until, at(i64::MAX));
+    let ok = accepted(
+        &v(&s),
+        &rfc(RFC_STD, Some(NOW), Some(NOW + 60), rfc_req(), "sig1", "k1"),
+        NOW + 10_000_000,
+    );
+    assert_eq!(ok.fresh_until, at(i64::MAX));
+    let _ = explain(&v(&s), &r, NOW).to_string();
+    // Its twin: the skew does not make a bad signature good.
+    let mut bad = r.clone();
+    bad.target = "/orders/8?x=1".to_string();
+    refused(
+        &v(&s),
+        &bad,
+        NOW,
+        Reject::SignatureInvalid,
+        "does not verify",
+    );
+}
+
+#[test]
 fn signature_expired_and_its_twin() {
     let s = SignatureSettings::default();
     let r = cavage("k1", STD, base_req());
