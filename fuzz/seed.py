@@ -155,6 +155,9 @@ for i, d in enumerate([
     "Thu, 04 Dec 2025 06:30:00 -03:30", "Thu, 04 Dec 2025 14:00:00 +04",
     "Thu, 04 Dec 2025 11:00:00 CET", "Thu, 04 Dec 2025 02:00:00 PST",
     "Wed, 31 Dec 2025 23:59:60 GMT", "Thu, 4 Dec 2025 10:00:00 GMT", "Sat, 01 Jan 2000 00:00:00 Z",
+    # the ends of the range
+    "Thu, 01 Jan 1970 00:00:00 GMT", "Thu, 01 Jan 1970 00:00:00 +0100",
+    "Fri, 31 Dec 9999 23:59:59 GMT", "Fri, 31 Dec 9999 23:59:59 -1400",
 ]):
     add("date", f"date-{i}", d)
 
