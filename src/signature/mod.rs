@@ -124,7 +124,7 @@ impl<'a> Message<'a> {
     fn origin(&self) -> &'a str {
         let t = self.target;
         for s in ["https://", "http://"] {
-            if t.len() > s.len() && t[..s.len()].eq_ignore_ascii_case(s) {
+            if t.len() > s.len() && t.as_bytes()[..s.len()].eq_ignore_ascii_case(s.as_bytes()) {
                 let rest = &t[s.len()..];
                 return match rest.find(['/', '?']) {
                     Some(i) => &rest[i..],
