@@ -17,18 +17,18 @@ cd "$here/.."
 export RUSTC_BOOTSTRAP=1
 target_dir=${CARGO_FUZZ_TARGET_DIR:-$here/target}
 
-# One target (run in its own session so an interrupt stops the fuzzer it started).
+# One target, with the binaries built below (run in its own session so an interrupt stops it).
 if [[ ${1:-} == --one ]]; then
     t=$2 seconds=$3
-    mkdir -p fuzz/logs
-    mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
+    mkdir -p fuzz/logs "fuzz/corpus/$t" "fuzz/artifacts/$t"
     seeds=()
     [[ -d fuzz/seeds/$t ]] && seeds=("fuzz/seeds/$t")
     dict=()
     [[ -f fuzz/dict/$t.dict ]] && dict=("-dict=fuzz/dict/$t.dict")
-    exec cargo fuzz run --target-dir "$target_dir" "$t" "fuzz/corpus/$t" "${seeds[@]}" -- \
+    triple=$(rustc -vV | sed -n 's/^host: //p')
+    exec "$target_dir/$triple/release/$t" -artifact_prefix="fuzz/artifacts/$t/" \
         -max_total_time="$seconds" -timeout=2 -rss_limit_mb=512 -malloc_limit_mb=512 \
-        -print_final_stats=1 "${dict[@]}" >"fuzz/logs/$t.log" 2>&1
+        -print_final_stats=1 "${dict[@]}" "fuzz/corpus/$t" "${seeds[@]}" >"fuzz/logs/$t.log" 2>&1
 fi
 
 [[ $# -ge 1 && $1 =~ ^[0-9]+$ ]] || usage
@@ -46,6 +46,7 @@ done
 command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: cargo install cargo-fuzz --locked" >&2; exit 2; }
 [[ ${#targets[@]} -gt 0 ]] || mapfile -t targets < <(cargo fuzz list)
 
+# Built once, so every target fuzzes the same code (edits during a run do not rebuild).
 echo "building ${#targets[@]} targets (target dir $target_dir)"
 cargo fuzz build --target-dir "$target_dir"
 mkdir -p fuzz/logs
