@@ -129,6 +129,10 @@ pub enum PatchError {
     /// The pod already uses a name or port the sidecar needs.
     #[error("{0}")]
     Conflict(String),
+    /// The pod has no `spec.containers`: it is invalid, and a patch computed against the
+    /// defaulted empty list would not apply to it as received.
+    #[error("the pod has no containers (spec.containers is required)")]
+    NoContainers,
     /// The pod could not be turned into JSON (never expected of a typed pod).
     #[error("cannot serialize the pod: {0}")]
     Serialize(String),
@@ -201,6 +205,9 @@ pub fn build_patch(pod: &Pod, s: &InjectSettings) -> Result<Outcome, PatchError>
         Some(v) => Some(upstream_port(v, s)?),
     };
 
+    if pod.spec.as_ref().is_none_or(|sp| sp.containers.is_empty()) {
+        return Err(PatchError::NoContainers);
+    }
     let before = serde_json::to_value(pod).map_err(|e| PatchError::Serialize(e.to_string()))?;
     let mut out = pod.clone();
     let spec = out.spec.get_or_insert_with(Default::default);
@@ -615,6 +622,24 @@ mod tests {
         build_patch(&pod(&raw_pod(annotations)), &settings())
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn a_pod_without_containers_is_refused_not_given_a_broken_patch() {
+        // Found by fuzz/fuzz_targets/admission.rs: `containers` absent deserializes as an
+        // empty list, so the patch appended to /spec/containers, which the pod does not have.
+        let annotations = json!({"countersign.dev/inject": "true",
+                                 "countersign.dev/native-sidecar": "false"});
+        let mut raw = raw_pod(annotations.clone());
+        raw["spec"].as_object_mut().unwrap().remove("containers");
+        let e = build_patch(&pod(&raw), &settings()).unwrap_err();
+        assert_eq!(e, PatchError::NoContainers);
+        raw.as_object_mut().unwrap().remove("spec");
+        let e = build_patch(&pod(&raw), &settings()).unwrap_err();
+        assert_eq!(e, PatchError::NoContainers);
+        // The same pod with its container is injected, and the patch applies.
+        let (out, _) = injected(annotations);
+        assert_eq!(out["spec"]["containers"][1]["name"], "countersign");
     }
 
     #[test]

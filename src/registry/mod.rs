@@ -158,13 +158,20 @@ impl Key {
     }
 }
 
-/// A time as RFC 3339 (UTC, seconds).
+/// A time as RFC 3339 (UTC, seconds); a time outside years 0-9999 (a client's `expires`, a
+/// `--at`) as its Unix seconds.
 pub fn rfc3339(t: SystemTime) -> String {
-    let odt = time::OffsetDateTime::from(t);
-    odt.replace_nanosecond(0)
-        .unwrap_or(odt)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "?".to_string())
+    let secs = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    };
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|odt| {
+            odt.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("Unix time {secs} (outside years 0-9999)"))
 }
 
 /// One line of `countersign check`'s key summary. Never holds a secret.
@@ -883,6 +890,22 @@ mod tests {
 
     fn err(yaml: &str) -> String {
         load(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn rfc3339_shows_any_time_without_panicking() {
+        // Found with fuzz/fuzz_targets/date.rs: a time past year 9999 (a signed `Date` with a
+        // negative offset, a client's `expires`, `verify --at`) panicked in `time`.
+        use crate::signature::date::from_unix;
+        assert_eq!(rfc3339(from_unix(1764842400)), "2025-12-04T10:00:00Z");
+        assert_eq!(rfc3339(from_unix(253402300799)), "9999-12-31T23:59:59Z");
+        assert_eq!(
+            rfc3339(from_unix(253402300800)),
+            "Unix time 253402300800 (outside years 0-9999)"
+        );
+        assert!(rfc3339(from_unix(i64::MAX)).contains(&i64::MAX.to_string()));
+        let before = std::time::UNIX_EPOCH - Duration::from_secs(86400);
+        assert_eq!(rfc3339(before), "1969-12-31T00:00:00Z");
     }
 
     #[test]

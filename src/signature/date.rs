@@ -7,6 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use time::{Date, Month, OffsetDateTime, Weekday};
 
+/// The last second of year 9999 (UTC), the end of what `time` and the formats here can show.
+const MAX_UNIX: i64 = 253_402_300_799;
+
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -137,7 +140,7 @@ pub fn parse(s: &str, extra: &[(String, i32)]) -> Result<SystemTime, DateError> 
         + i64::from(mi) * 60
         + i64::from(sec.min(59));
     let utc = local - i64::from(offset);
-    if utc < 0 {
+    if !(0..=MAX_UNIX).contains(&utc) {
         return Err(DateError::Range("year"));
     }
     Ok(UNIX_EPOCH + Duration::from_secs(utc as u64))
@@ -237,6 +240,28 @@ mod tests {
         assert_eq!(
             parse("Fri, 04 Dec 2025 10:00:00 GMT", &[]),
             Err(DateError::Weekday)
+        );
+    }
+
+    #[test]
+    fn the_range_ends_with_year_9999_in_utc() {
+        // Found with fuzz/fuzz_targets/date.rs: 9999-12-31 23:59:59 -14:00 is in year 10000 UTC,
+        // which cannot be formatted (it panicked in `time` when shown or formatted back).
+        assert_eq!(
+            parse("Fri, 31 Dec 9999 23:59:59 -1400", &[]),
+            Err(DateError::Range("year"))
+        );
+        assert_eq!(
+            parse("Fri, 31 Dec 9999 10:00:00 -1400", &[]),
+            Err(DateError::Range("year"))
+        );
+        let last = parse("Fri, 31 Dec 9999 23:59:59 GMT", &[]).unwrap();
+        assert_eq!(unix(last), MAX_UNIX);
+        assert_eq!(format_imf(last), "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(at("Fri, 31 Dec 9999 09:59:59 -1400"), MAX_UNIX);
+        assert_eq!(
+            parse("Thu, 01 Jan 1970 00:00:00 +0100", &[]),
+            Err(DateError::Range("year"))
         );
     }
 

@@ -124,7 +124,7 @@ impl<'a> Message<'a> {
     fn origin(&self) -> &'a str {
         let t = self.target;
         for s in ["https://", "http://"] {
-            if t.len() > s.len() && t[..s.len()].eq_ignore_ascii_case(s) {
+            if t.len() > s.len() && t.as_bytes()[..s.len()].eq_ignore_ascii_case(s.as_bytes()) {
                 let rest = &t[s.len()..];
                 return match rest.find(['/', '?']) {
                     Some(i) => &rest[i..],
@@ -680,9 +680,9 @@ impl Verifier {
     /// Checks one signed time; returns until when it stays fresh. `what` describes the time for
     /// the refusal and is only built when there is one.
     fn window(&self, what: impl FnOnce() -> String, signed: i64, now: i64) -> Result<i64, String> {
-        let skew = self.settings.clock_skew.as_secs() as i64;
-        let max_age = self.settings.max_age.as_secs() as i64;
-        let age = now - signed;
+        let skew = secs(self.settings.clock_skew);
+        let max_age = secs(self.settings.max_age);
+        let age = now.saturating_sub(signed);
         if age < -skew {
             return Err(format!(
                 "{} is {}s in the future (clock_skew {skew}s); check the signer's clock",
@@ -696,7 +696,7 @@ impl Verifier {
                 what()
             ));
         }
-        Ok(signed + max_age)
+        Ok(signed.saturating_add(max_age))
     }
 
     /// The replay token of an accepted signature value; all zeros when replay is off.
@@ -708,18 +708,20 @@ impl Verifier {
     }
 
     fn expires_check(&self, expires: i64, now: i64) -> Result<i64, String> {
-        let skew = self.settings.clock_skew.as_secs() as i64;
-        if now > expires + skew {
+        let skew = secs(self.settings.clock_skew);
+        if now > expires.saturating_add(skew) {
             return Err(format!(
                 "the signature expired {}s ago (expires={expires}, clock_skew {skew}s)",
                 now - expires
             ));
         }
-        Ok(expires + skew)
+        Ok(expires.saturating_add(skew))
     }
 
     fn unsigned_until(&self, now: SystemTime) -> SystemTime {
-        now + self.settings.max_age.max(self.settings.clock_skew)
+        let d = self.settings.max_age.max(self.settings.clock_skew);
+        now.checked_add(d)
+            .unwrap_or_else(|| date::from_unix(i64::MAX))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1118,6 +1120,12 @@ impl std::fmt::Display for Source<'_> {
             write!(f, "{} header", HeaderTitle(self.name))
         }
     }
+}
+
+/// A configured duration in whole seconds, saturating: the config accepts any humantime
+/// duration (`clock_skew: 500000000000y` is more than `i64::MAX` seconds).
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn token(sig: &[u8]) -> [u8; 32] {

@@ -274,6 +274,91 @@ fn insufficient_coverage_and_its_twin() {
 }
 
 #[test]
+fn a_far_future_expires_is_shown_not_panicked_on() {
+    // Found with fuzz/fuzz_targets/date.rs: `fresh until` past year 9999 panicked in
+    // `registry::rfc3339` (explain, and `countersign verify`).
+    let open = SignatureSettings {
+        required: vec!["(request-target)".to_string()],
+        ..SignatureSettings::default()
+    };
+    let signer = Signer::hmac(Algorithm::HmacSha256, SECRET).unwrap();
+    let mut r = base_req();
+    let sign_until = |r: &Req, expires: i64| {
+        sign::cavage(
+            &msg(r),
+            &signer,
+            &CavageSpec {
+                key_id: "k1",
+                algorithm: Some("hmac-sha256"),
+                headers: vec!["(request-target)".to_string(), "(expires)".to_string()],
+                created: None,
+                expires: Some(expires),
+                tyk: false,
+            },
+        )
+        .unwrap()
+        .0
+    };
+    let far = 999_999_999_999_999;
+    let params = sign_until(&r, far);
+    r.set("authorization", &format!("Signature {params}"));
+    let ok = accepted(&v(&open), &r, NOW);
+    assert_eq!(ok.fresh_until, at(far + 300));
+    let shown = explain(&v(&open), &r, NOW).to_string();
+    assert!(
+        shown.contains("fresh until Unix time 1000000000000299"),
+        "{shown}"
+    );
+    // Its twin: an expires in the past is refused.
+    let params = sign_until(&r, NOW - 301);
+    r.set("authorization", &format!("Signature {params}"));
+    refused(
+        &v(&open),
+        &r,
+        NOW,
+        Reject::SignatureExpired,
+        "expired 301s ago",
+    );
+}
+
+#[test]
+fn a_huge_configured_skew_saturates_instead_of_panicking() {
+    // `clock_skew: 500000000000y` loads (humantime), but adding it to now overflowed SystemTime
+    // and the i64 arithmetic of the freshness window (found with fuzz/fuzz_targets/config.rs).
+    let huge = Duration::from_secs(500_000_000_000 * 31_557_600);
+    let s = SignatureSettings {
+        required: vec!["(request-target)".to_string()],
+        clock_skew: huge,
+        max_age: huge,
+        ..SignatureSettings::default()
+    };
+    // No signed time: fresh "forever".
+    let r = cavage("k1", &["(request-target)"], base_req());
+    let ok = accepted(&v(&s), &r, NOW);
+    assert_eq!(ok.fresh_until, at(i64::MAX));
+    // A signed Date, created and expires: the window saturates.
+    let ok = accepted(&v(&s), &cavage("k1", STD, base_req()), NOW + 10_000_000);
+    assert_eq!(ok.fresh_until, at(i64::MAX));
+    let ok = accepted(
+        &v(&s),
+        &rfc(RFC_STD, Some(NOW), Some(NOW + 60), rfc_req(), "sig1", "k1"),
+        NOW + 10_000_000,
+    );
+    assert_eq!(ok.fresh_until, at(i64::MAX));
+    let _ = explain(&v(&s), &r, NOW).to_string();
+    // Its twin: the skew does not make a bad signature good.
+    let mut bad = r.clone();
+    bad.target = "/orders/8?x=1".to_string();
+    refused(
+        &v(&s),
+        &bad,
+        NOW,
+        Reject::SignatureInvalid,
+        "does not verify",
+    );
+}
+
+#[test]
 fn signature_expired_and_its_twin() {
     let s = SignatureSettings::default();
     let r = cavage("k1", STD, base_req());

@@ -144,3 +144,34 @@ pub fn lenient() -> SignatureSettings {
         ..SignatureSettings::default()
     }
 }
+
+#[test]
+fn targets_with_multibyte_characters_are_split_without_panicking() {
+    // Found by fuzz/fuzz_targets/rfc9421.rs: the scheme check sliced the target at byte 7/8,
+    // inside a character (`countersign verify --request` takes any UTF-8 target).
+    let h = HeaderMap::new();
+    let m = |target| super::Message {
+        method: "GET",
+        target,
+        scheme: "https",
+        authority: None,
+        headers: &h,
+        status: None,
+    };
+    assert_eq!(m("/ord?7eˌv=1").path(), "/ord");
+    assert_eq!(m("/ord?7eˌv=1").query(), Some("7eˌv=1"));
+    assert_eq!(m("/ordˌ").path(), "/ordˌ");
+    assert_eq!(m("https://ˌ/a?b").path(), "/a");
+    assert_eq!(m("HTTP://h/a?b").query(), Some("b"));
+    let r = Req::new(
+        "GET",
+        "/ord?7eˌv=1",
+        &[("Authorization", "Signature keyId=\"k\",signature=\"AAAA\"")],
+    );
+    let v = verifier(
+        "keys:\n  - id: k\n    algorithm: hmac-sha256\n    secret: 0123456789abcdef0123456789abcdef\n",
+        Path::new("."),
+        &lenient(),
+    );
+    assert!(verify(&v, &r, 1764842400).is_err());
+}
