@@ -258,23 +258,23 @@ fn lower(s: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 fn split_headers(h: Cow<'_, str>) -> Result<Vec<Cow<'_, str>>, ParseError> {
+    fn push<'a>(out: &mut Vec<Cow<'a, str>>, part: Cow<'a, str>) -> Result<(), ParseError> {
+        out.push(part);
+        if out.len() > MAX_HEADERS {
+            return Err(ParseError::Headers("lists more than 64 entries"));
+        }
+        Ok(())
+    }
     let mut out = Vec::with_capacity(8);
-    let ws = |c: char| c == ' ' || c == '\t';
     match h {
         Cow::Borrowed(s) => {
-            for part in s.split(ws).filter(|p| !p.is_empty()) {
-                out.push(lower(Cow::Borrowed(part)));
-                if out.len() > MAX_HEADERS {
-                    return Err(ParseError::Headers("lists more than 64 entries"));
-                }
+            for (start, end) in words(s.as_bytes()) {
+                push(&mut out, lower(Cow::Borrowed(&s[start..end])))?;
             }
         }
         Cow::Owned(s) => {
-            for part in s.split(ws).filter(|p| !p.is_empty()) {
-                out.push(Cow::Owned(part.to_ascii_lowercase()));
-                if out.len() > MAX_HEADERS {
-                    return Err(ParseError::Headers("lists more than 64 entries"));
-                }
+            for (start, end) in words(s.as_bytes()) {
+                push(&mut out, Cow::Owned(s[start..end].to_ascii_lowercase()))?;
             }
         }
     }
@@ -284,6 +284,22 @@ fn split_headers(h: Cow<'_, str>) -> Result<Vec<Cow<'_, str>>, ParseError> {
         ));
     }
     Ok(out)
+}
+
+/// The spans of a space- or tab-separated list, empty entries skipped.
+fn words(b: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        i = skip_ws(b, i);
+        if i >= b.len() {
+            return None;
+        }
+        let start = i;
+        while i < b.len() && !is_ws(b[i]) {
+            i += 1;
+        }
+        Some((start, i))
+    })
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -304,30 +320,29 @@ pub fn decode_signature(v: &str) -> Result<Vec<u8>, ParseError> {
     if v.is_empty() {
         return Err(ParseError::Signature("is empty"));
     }
-    let unescaped: Cow<'_, [u8]> = if v.contains('%') {
-        let b = v.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'%' {
+    let unescaped: Cow<'_, [u8]> = match memchr::memchr(b'%', v.as_bytes()) {
+        None => Cow::Borrowed(v.as_bytes()),
+        Some(first) => {
+            let b = v.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            out.extend_from_slice(&b[..first]);
+            let mut rest = &b[first..];
+            while let Some(i) = memchr::memchr(b'%', rest) {
+                out.extend_from_slice(&rest[..i]);
                 let (Some(h), Some(l)) = (
-                    b.get(i + 1).copied().and_then(hex),
-                    b.get(i + 2).copied().and_then(hex),
+                    rest.get(i + 1).copied().and_then(hex),
+                    rest.get(i + 2).copied().and_then(hex),
                 ) else {
                     return Err(ParseError::Signature(
                         "has a `%` that is not followed by two hex digits",
                     ));
                 };
                 out.push(h << 4 | l);
-                i += 3;
-            } else {
-                out.push(b[i]);
-                i += 1;
+                rest = &rest[i + 3..];
             }
+            out.extend_from_slice(rest);
+            Cow::Owned(out)
         }
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(v.as_bytes())
     };
     STANDARD
         .decode(&unescaped)
@@ -353,27 +368,29 @@ pub enum BuildError {
 }
 
 /// Appends the trimmed value(s) of a header: all lines joined with `, `, or the first only.
-/// Returns false when the header is absent.
-pub fn push_field(out: &mut Vec<u8>, msg: &Message<'_>, name: &str, first_only: bool) -> bool {
-    let mut any = false;
+/// Returns how many lines the header has (0 when absent; the authority stands in for `host`).
+pub fn push_field(out: &mut Vec<u8>, msg: &Message<'_>, name: &str, first_only: bool) -> usize {
+    let mut lines = 0;
     for v in msg.headers.get_all(name) {
-        if any {
+        if lines > 0 {
+            lines += 1;
             if first_only {
-                break;
+                continue;
             }
             out.extend_from_slice(b", ");
+        } else {
+            lines = 1;
         }
         out.extend_from_slice(trim_ows(v.as_bytes()));
-        any = true;
     }
-    if !any
+    if lines == 0
         && name == "host"
         && let Some(a) = msg.authority
     {
         out.extend_from_slice(a.as_bytes());
-        return true;
+        return 1;
     }
-    any
+    lines
 }
 
 /// A value without leading and trailing spaces and tabs.
@@ -433,7 +450,7 @@ pub fn signing_string(
                 if q.tyk_compat && name == "date" {
                     let aux = msg
                         .headers
-                        .get("x-aux-date")
+                        .get(&super::X_AUX_DATE)
                         .map(|v| trim_ows(v.as_bytes()));
                     if let Some(aux) = aux
                         && !aux.is_empty()
@@ -447,7 +464,8 @@ pub fn signing_string(
                 let mark = out.len();
                 out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(b": ");
-                if !push_field(&mut out, msg, name, q.tyk_compat) {
+                let lines = push_field(&mut out, msg, name, q.tyk_compat);
+                if lines == 0 {
                     if q.absent_empty {
                         notes.push(format!(
                             "`{name}` is listed in headers= but absent; read as empty (tyk_absent_headers_empty)"
@@ -460,7 +478,7 @@ pub fn signing_string(
                     }
                     return Err(BuildError::Absent(name.to_string()));
                 }
-                if q.tyk_compat && msg.headers.get_all(name).iter().nth(1).is_some() {
+                if q.tyk_compat && lines > 1 {
                     notes.push(format!(
                         "`{name}` has several lines; only the first was used (tyk_compat)"
                     ));

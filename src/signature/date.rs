@@ -77,24 +77,46 @@ fn zone_offset(z: &str, extra: &[(String, i32)]) -> Result<i32, DateError> {
     Err(DateError::Shape)
 }
 
+/// Weekday, day, month, year, clock and zone of `Mon, 02 Jan 2006 15:04:05 ZONE`: by position
+/// for the canonical 29-byte IMF-fixdate, else split on spaces (runs of spaces tolerated).
+#[allow(clippy::type_complexity)]
+fn fields(s: &str) -> Option<(&str, &str, &str, &str, &str, &str)> {
+    let b = s.as_bytes();
+    if b.len() == 29
+        && b.is_ascii()
+        && &b[3..5] == b", "
+        && [7, 11, 16, 25].iter().all(|&i| b[i] == b' ')
+        && b[5..7].iter().chain(&b[12..16]).all(u8::is_ascii_digit)
+    {
+        return Some((
+            &s[..3],
+            &s[5..7],
+            &s[8..11],
+            &s[12..16],
+            &s[17..25],
+            &s[26..],
+        ));
+    }
+    let (wd, rest) = s.split_once(", ")?;
+    let mut parts = rest.split(' ').filter(|p| !p.is_empty());
+    let f = (
+        wd,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    parts.next().is_none().then_some(f)
+}
+
 /// Parses a signed `Date` (see the module doc). `extra` maps further zone abbreviations.
 pub fn parse(s: &str, extra: &[(String, i32)]) -> Result<SystemTime, DateError> {
     let s = s.trim();
     if s.len() > 64 {
         return Err(DateError::Shape);
     }
-    let (wd, rest) = s.split_once(", ").ok_or(DateError::Shape)?;
-    let mut parts = rest.split(' ').filter(|p| !p.is_empty());
-    let (Some(day), Some(mon), Some(year), Some(clock), Some(zone), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return Err(DateError::Shape);
-    };
+    let (wd, day, mon, year, clock, zone) = fields(s).ok_or(DateError::Shape)?;
     let wd_idx = DAYS.iter().position(|d| *d == wd).ok_or(DateError::Shape)?;
     let month_idx = MONTHS
         .iter()

@@ -347,7 +347,7 @@ impl Verifier {
             }
         };
 
-        let has_input = req.headers.contains_key("signature-input");
+        let has_input = req.headers.contains_key(&SIGNATURE_INPUT);
         if has_input {
             if !self.settings.schemes.rfc9421 {
                 consider(fail(
@@ -845,14 +845,22 @@ impl Verifier {
             fail(Stage::Freshness, Reject::SignatureExpired, m)
         };
         if p.headers.iter().any(|h| h == "date") {
-            let (name, value) = match msg.headers.get("x-aux-date") {
-                Some(v) if self.settings.tyk_compat && !v.as_bytes().is_empty() => {
-                    ("X-Aux-Date", Some(v))
-                }
-                _ => ("Date", msg.headers.get(header::DATE)),
+            let aux = if self.settings.tyk_compat {
+                msg.headers
+                    .get(&X_AUX_DATE)
+                    .filter(|v| !v.as_bytes().is_empty())
+            } else {
+                None
+            };
+            let (name, value) = match aux {
+                Some(v) => ("X-Aux-Date", Some(v)),
+                None => ("Date", msg.headers.get(header::DATE)),
             };
             if let Some(v) = value {
-                let text = String::from_utf8_lossy(v.as_bytes());
+                let text = match std::str::from_utf8(v.as_bytes()) {
+                    Ok(t) => Cow::Borrowed(t),
+                    Err(_) => String::from_utf8_lossy(v.as_bytes()),
+                };
                 let t = date::parse(&text, &self.settings.date_zones).map_err(|e| {
                     let m = format!("the signed {name} `{}` {e}", shown(&text));
                     step!(tr, Stage::Freshness, false, "{m}");
@@ -1020,7 +1028,10 @@ impl Verifier {
             .any(|c| c.name == "date" && c.covers_whole())
             && let Some(v) = msg.headers.get(header::DATE)
         {
-            let text = String::from_utf8_lossy(v.as_bytes());
+            let text = match std::str::from_utf8(v.as_bytes()) {
+                Ok(t) => Cow::Borrowed(t),
+                Err(_) => String::from_utf8_lossy(v.as_bytes()),
+            };
             let t = date::parse(&text, &self.settings.date_zones).map_err(|e| {
                 let m = format!("the signed Date `{}` {e}", shown(&text));
                 step!(tr, Stage::Freshness, false, "{m}");
@@ -1081,6 +1092,9 @@ impl Verifier {
 mod tests;
 
 static SIGNATURE: HeaderName = HeaderName::from_static("signature");
+static SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input");
+/// Tyk's stand-in for `Date` (browsers cannot set `Date`).
+pub(crate) static X_AUX_DATE: HeaderName = HeaderName::from_static("x-aux-date");
 
 /// A header name in title case (`X-Tyk-Signature`), written only when a message is.
 #[derive(Clone, Copy)]
