@@ -10,7 +10,11 @@
 # Every figure is the median of --repeat rounds (default 3); within a round the targets run one
 # after another, so slow drifts of the machine hit every target alike.
 #
-# Usage: bench/compare.sh [--rate R] [--seconds S] [--repeat N] [--out DIR] [--targets LIST] [--skip-saturation]
+# Access logs are off for the peers and `log.access: denied` for countersign; --access-log turns
+# them on for all (nginx's combined format to a file, haproxy's httplog to a file via stdout,
+# countersign's `log.access: all` JSON lines to a file), for the second table.
+#
+# Usage: bench/compare.sh [--rate R] [--seconds S] [--repeat N] [--out DIR] [--targets LIST] [--skip-saturation] [--access-log]
 # Needs: nginx, haproxy (apt-get install nginx haproxy), oha (cargo install oha --locked; the script
 # installs it when missing), a release build of countersign (built here when missing).
 set -euo pipefail
@@ -22,6 +26,7 @@ TARGETS="direct nginx haproxy cs cs-hmac cs-rsa cs-ed25519 cs-report"
 SATURATION=1
 CONNS=64
 REPEAT=3
+ACCESS_LOG=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rate) RATE=$2; shift 2 ;;
@@ -30,6 +35,7 @@ while [ $# -gt 0 ]; do
     --targets) TARGETS=$2; shift 2 ;;
     --skip-saturation) SATURATION=0; shift ;;
     --repeat) REPEAT=$2; shift 2 ;;
+    --access-log) ACCESS_LOG=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -49,6 +55,18 @@ cleanup() {
   pkill -f "haproxy.*$OUT" 2>/dev/null || true
 }
 trap cleanup EXIT
+
+if [ "$ACCESS_LOG" = 1 ]; then
+  NGINX_ACCESS_LOG="access_log $OUT/nginx/access.log;"
+  HAPROXY_GLOBAL_LOG=$'\n  log stdout format raw local0'
+  HAPROXY_DEFAULTS_LOG=$'\n  log global\n  option httplog'
+  CS_ACCESS_LOG=all
+else
+  NGINX_ACCESS_LOG="access_log off;"
+  HAPROXY_GLOBAL_LOG=""
+  HAPROXY_DEFAULTS_LOG=""
+  CS_ACCESS_LOG=denied
+fi
 
 BACKEND_PORT=18080
 PROXY_PORT=18443
@@ -147,7 +165,7 @@ pid $OUT/nginx/nginx.pid;
 error_log $OUT/nginx/error.log;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  $NGINX_ACCESS_LOG
   keepalive_requests 1000000;
   upstream be { server 127.0.0.1:$BACKEND_PORT; keepalive 64; }
   server {
@@ -182,7 +200,7 @@ EOF
       mkdir -p "$OUT/haproxy"
       cat > "$OUT/haproxy/haproxy.cfg" <<EOF
 global
-  nbthread 1
+  nbthread 1$HAPROXY_GLOBAL_LOG
   maxconn 8000
   tune.ssl.default-dh-param 2048
 defaults
@@ -191,7 +209,7 @@ defaults
   timeout client 60s
   timeout server 60s
   timeout http-keep-alive 60s
-  option http-keep-alive
+  option http-keep-alive$HAPROXY_DEFAULTS_LOG
 frontend fe
   bind 127.0.0.1:$PROXY_PORT ssl crt $OUT/pki/server.pem ca-file $OUT/pki/ca.crt verify required alpn h2,http/1.1
   acl allowed src 127.0.0.0/8
@@ -202,7 +220,7 @@ backend be
   http-reuse always
   server s1 127.0.0.1:$BACKEND_PORT
 EOF
-      taskset -c 0 "$HAPROXY" -f "$OUT/haproxy/haproxy.cfg" -db >/dev/null 2>&1 &
+      taskset -c 0 "$HAPROXY" -f "$OUT/haproxy/haproxy.cfg" -db >"$OUT/haproxy/access.log" 2>&1 &
       PIDS+=($!)
       TARGET_PIDS=($!)
       wait_port $PROXY_PORT ;;
@@ -218,7 +236,7 @@ admin: 127.0.0.1:$ADMIN_PORT
 upstream: http://127.0.0.1:$BACKEND_PORT
 mode: $mode
 log:
-  access: denied
+  access: $CS_ACCESS_LOG
 tls:
   cert: $OUT/pki/server.crt
   key: $OUT/pki/server.key
@@ -330,7 +348,9 @@ better_cpu=$(python3 -c "
 v=[x for x in [${CPU_US[nginx]:-0}, ${CPU_US[haproxy]:-0}] if x>0]
 print(min(v) if v else 0)")
 echo
-echo "## Fixed offered load: $RATE req/s, $CONNS keep-alive connections, ${SECS}s, median of $REPEAT rounds (proxy on core 0; backend and oha on core 1)"
+LOGS="access logs off for the peers, log.access: denied for countersign"
+[ "$ACCESS_LOG" = 1 ] && LOGS="access logs on for all"
+echo "## Fixed offered load: $RATE req/s, $LOGS, $CONNS keep-alive connections, ${SECS}s, median of $REPEAT rounds (proxy on core 0; backend and oha on core 1)"
 echo
 echo "| target | 2xx | CPU µs/req | (range) | better peer ÷ this | p50 ms | p99 ms | p99.9 ms | RSS idle MiB | RSS peak MiB | ready ms |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
