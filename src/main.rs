@@ -48,6 +48,9 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    countersign::sys::limit_allocator_arenas(args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }));
     countersign::logging::init(args.log_format, &config.log.level);
     runtime(args.workers).block_on(async move {
         let running = match countersign::server::start(config).await {

@@ -108,6 +108,9 @@ pub fn publish(s: &Snapshot) {
 /// One rebuild at a time: the file watcher, SIGHUP and the remote registry poll may all ask.
 static REBUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// How long after a reload the freed memory of the previous snapshot is handed back.
+const TRIM_DELAY: Duration = Duration::from_secs(2);
+
 /// Rebuilds the snapshot from the current config file. On success it is published; on failure
 /// the last good one stays. `whats` labels the reload metrics. A changed JWKS file alone reloads
 /// only the key set of the (kept) token verifier. A remote key registry whose URL or settings
@@ -152,6 +155,13 @@ pub async fn rebuild(state: &Shared, whats: &[What]) -> Result<(), ConfigError> 
             publish(&s);
             s.start_background();
             state.store(Arc::new(s));
+            drop(current);
+            // In-flight requests let go of the old snapshot within moments; then give its memory
+            // back.
+            tokio::spawn(async {
+                tokio::time::sleep(TRIM_DELAY).await;
+                let _ = tokio::task::spawn_blocking(crate::sys::release_free_memory).await;
+            });
             for w in &whats {
                 metrics::reload(w, true);
             }
