@@ -8,7 +8,8 @@
 //! step waits for the sidecar's metrics to show the reload. The HTTP client is rebuilt every
 //! `--reconnect-every` seconds, so new TLS connections meet the new certificate.
 //!
-//! Prints per-minute requests, errors, latency percentiles and the sidecar's RSS, then a summary.
+//! Prints per-minute requests, errors, latency percentiles and the sidecar's RSS (all of it, and
+//! its anonymous part: heap and stacks, without the binary's file-backed pages), then a summary.
 //! Exit 1 when a request failed, a rotation did not take, or RSS grew 10 % or more from the end of
 //! the first minute to the end. Stops everything it started (the sidecar also dies with it).
 
@@ -89,7 +90,7 @@ struct Minute {
     errors: BTreeMap<String, u64>,
     latest_cert: u64,
     earlier_cert: u64,
-    rss_kb: Option<u64>,
+    rss: Option<Rss>,
 }
 
 struct Shared {
@@ -290,10 +291,32 @@ async fn wait_metrics(admin: &str, limit: Duration, ok: impl Fn(&str) -> bool) -
     None
 }
 
-fn rss_kb(pid: u32) -> Option<u64> {
+/// The sidecar's resident size in KiB: all of it (`VmRSS`), and its anonymous part (`RssAnon`:
+/// heap, stacks; what a leak grows). The rest is file-backed: the binary's pages, mapped in as
+/// code paths first run, bounded by the binary's size.
+#[derive(Clone, Copy)]
+struct Rss {
+    total_kb: u64,
+    anon_kb: u64,
+}
+
+fn rss(pid: u32) -> Option<Rss> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    let field = |name: &str| -> Option<u64> {
+        let line = s.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some(Rss {
+        total_kb: field("VmRSS:")?,
+        anon_kb: field("RssAnon:")?,
+    })
+}
+
+fn growth_pct(first: Option<u64>, last: Option<u64>) -> f64 {
+    match (first, last) {
+        (Some(a), Some(b)) if a > 0 => 100.0 * (b as f64 - a as f64) / a as f64,
+        _ => f64::NAN,
+    }
 }
 
 /// Signs and sends one request; `Ok(())` for a 200 from the backend, else the failure's name.
@@ -652,7 +675,7 @@ async fn run(args: Args) -> Result<bool, Error> {
         host: format!("localhost:{listen}"),
         base: format!("https://localhost:{listen}"),
     });
-    let rss_start = rss_kb(pid);
+    let rss_start = rss(pid);
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
     let interval = Duration::from_secs_f64(f64::from(args.concurrency) / f64::from(args.rate));
@@ -694,33 +717,42 @@ async fn run(args: Args) -> Result<bool, Error> {
 
     // Per-minute report, RSS read at each minute's end.
     println!(
-        "{:>6} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>10}  errors",
-        "minute", "requests", "errors", "p50 ms", "p99 ms", "max ms", "RSS MB", "new-cert %"
+        "{:>6} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}  errors",
+        "minute",
+        "requests",
+        "errors",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "RSS MB",
+        "anon MB",
+        "new-cert %"
     );
     let mut rows = Vec::new();
     for m in 0..args.minutes as usize {
         let end = shared.started + Duration::from_secs(60 * (m as u64 + 1));
         tokio::time::sleep_until(end.into()).await;
-        let rss = rss_kb(pid);
+        let rss = rss(pid);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut all = shared.minutes.lock().unwrap_or_else(|p| p.into_inner());
         if all.len() <= m {
             all.resize_with(m + 1, Minute::default);
         }
         let row = &mut all[m];
-        row.rss_kb = rss;
+        row.rss = rss;
         row.latencies_us.sort_unstable();
         let errors: u64 = row.errors.values().sum();
         let seen = row.latest_cert + row.earlier_cert;
         let line = format!(
-            "{:>6} {:>8} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>9.1} {:>10.1}  {:?}",
+            "{:>6} {:>8} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>9.1} {:>9.1} {:>10.1}  {:?}",
             m + 1,
             row.ok + errors,
             errors,
             percentile(&row.latencies_us, 0.50),
             percentile(&row.latencies_us, 0.99),
             percentile(&row.latencies_us, 1.0),
-            rss.unwrap_or(0) as f64 / 1024.0,
+            rss.map_or(0, |r| r.total_kb) as f64 / 1024.0,
+            rss.map_or(0, |r| r.anon_kb) as f64 / 1024.0,
             if seen == 0 {
                 0.0
             } else {
@@ -753,14 +785,12 @@ async fn run(args: Args) -> Result<bool, Error> {
     stop_echo.cancel();
 
     // Summary.
-    let total: u64 = rows.iter().map(|r| r.0).sum();
+    let total_requests: u64 = rows.iter().map(|r| r.0).sum();
     let errors: u64 = rows.iter().map(|r| r.1).sum();
     let rss_first = rows.first().and_then(|r| r.4);
     let rss_end = rows.last().and_then(|r| r.4);
-    let growth = match (rss_first, rss_end) {
-        (Some(a), Some(b)) if a > 0 => 100.0 * (b as f64 - a as f64) / a as f64,
-        _ => f64::NAN,
-    };
+    let growth = growth_pct(rss_first.map(|r| r.total_kb), rss_end.map(|r| r.total_kb));
+    let anon_growth = growth_pct(rss_first.map(|r| r.anon_kb), rss_end.map(|r| r.anon_kb));
     let p99_first = rows.first().map_or(0.0, |r| r.3);
     let p99_last = rows.last().map_or(0.0, |r| r.3);
     let allowed = sum(
@@ -783,11 +813,16 @@ async fn run(args: Args) -> Result<bool, Error> {
         println!("  {l}");
     }
     let mb = |k: Option<u64>| k.map_or(0.0, |k| k as f64 / 1024.0);
+    let total = |r: Option<Rss>| mb(r.map(|r| r.total_kb));
+    let anon = |r: Option<Rss>| mb(r.map(|r| r.anon_kb));
     println!(
-        "summary: {total} requests, {errors} errors; sidecar counted {allowed} allowed; RSS {:.1} MB at load start, {:.1} MB after minute 1, {:.1} MB at the end ({growth:+.1} % from minute 1); p99 {p99_first:.2} ms in minute 1, {p99_last:.2} ms in the last; {} key and {} certificate rotations ok, {} failed; sidecar exit on SIGTERM {}",
-        mb(rss_start),
-        mb(rss_first),
-        mb(rss_end),
+        "summary: {total_requests} requests, {errors} errors; sidecar counted {allowed} allowed; RSS {:.1} MB at load start, {:.1} MB after minute 1, {:.1} MB at the end ({growth:+.1} % from minute 1); anonymous RSS {:.1} / {:.1} / {:.1} MB ({anon_growth:+.1} %); p99 {p99_first:.2} ms in minute 1, {p99_last:.2} ms in the last; {} key and {} certificate rotations ok, {} failed; sidecar exit on SIGTERM {}",
+        total(rss_start),
+        total(rss_first),
+        total(rss_end),
+        anon(rss_start),
+        anon(rss_first),
+        anon(rss_end),
         rotations.log.iter().filter(|l| l.contains(" key ")).count(),
         rotations
             .log
