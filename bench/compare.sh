@@ -51,8 +51,9 @@ HAPROXY=$(command -v haproxy)
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  pkill -f "nginx.*$OUT" 2>/dev/null || true
-  pkill -f "haproxy.*$OUT" 2>/dev/null || true
+  # Patterns that cannot match this script's own command line (its --targets may name nginx).
+  pkill -f "^nginx: master process .*$OUT" 2>/dev/null || true
+  pkill -f "^$HAPROXY -f $OUT" 2>/dev/null || true
 }
 trap cleanup EXIT
 
