@@ -742,33 +742,35 @@ impl AccessRecord {
         self.status = d.reject.status().as_u16();
     }
 
+    /// Writes the access line. Text fields are recorded as `&str`, which the JSON formatter
+    /// escapes in one pass; `%` (Display) fields would each go through `core::fmt` and a
+    /// per-fragment escaping adapter (a third of the line's cost).
     fn emit(&self, bytes: u64, complete: bool) {
-        let hv = |v: &Option<HeaderValue>| {
-            v.as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_string()
-        };
         tracing::info!(
             target: "countersign::access",
             verdict = self.verdict,
             code = self.code,
             status = self.status,
-            route = %self.route,
-            method = %self.method,
-            path = %self.path,
+            route = self.route.as_str(),
+            method = self.method.as_str(),
+            path = self.path.as_str(),
             client_ip = %self.client_ip,
-            cert_sha256 = %hv(&self.cert_sha256),
-            key_id = %hv(&self.key_id),
-            request_id = self.request_id.to_str().unwrap_or("-"),
+            cert_sha256 = header_str(self.cert_sha256.as_ref()),
+            key_id = header_str(self.key_id.as_ref()),
+            request_id = header_str(Some(&self.request_id)),
             mode = self.mode.as_str(),
             bytes,
             duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
             complete,
-            detail = %self.detail,
+            detail = &*self.detail,
             "request"
         );
     }
+}
+
+/// A header value as text for the access line, `-` when absent or not visible ASCII.
+fn header_str(v: Option<&HeaderValue>) -> &str {
+    v.and_then(|v| v.to_str().ok()).unwrap_or("-")
 }
 
 pin_project_lite::pin_project! {
