@@ -4,6 +4,10 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+mod json_lines;
+
+pub use json_lines::JsonLines;
+
 /// The log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -25,11 +29,7 @@ pub fn init(format: Option<LogFormat>, level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stdout);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
+        LogFormat::Json => builder.event_format(JsonLines).try_init(),
         LogFormat::Text => builder.with_target(true).try_init(),
     };
 }
