@@ -80,7 +80,8 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let bytes = std::fs::read(path).map_err(|e| read_error(&e))?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
         rustls_pki_types::pem::Error::NoItemsFound => {
-            "no private key found (expected PEM `-----BEGIN PRIVATE KEY-----`)".to_string()
+            "no private key found (expected a PEM block of type PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)"
+                .to_string()
         }
         other => format!("not a PEM private key: {other}"),
     })
@@ -305,4 +306,29 @@ pub fn certs_from_headers(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_key_reads_a_key_and_names_what_is_missing_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::pki::DevCa::new("test ca").unwrap();
+        let leaf = ca.server("localhost", &[]).unwrap();
+        let key = dir.path().join("tls.key");
+        std::fs::write(&key, &leaf.key_pem).unwrap();
+        assert!(load_key(&key).is_ok());
+
+        // A certificate where the key should be: the message says what was expected.
+        let cert_only = dir.path().join("cert-as-key.pem");
+        std::fs::write(&cert_only, &leaf.cert_pem).unwrap();
+        let e = load_key(&cert_only).unwrap_err();
+        assert!(e.starts_with("no private key found"), "{e}");
+        assert!(e.contains("PRIVATE KEY"), "{e}");
+
+        let missing = dir.path().join("absent.key");
+        assert!(load_key(&missing).is_err());
+    }
 }
