@@ -235,48 +235,54 @@ mod tests {
         }
     }
 
-    /// Logs the same events through `log` and returns the lines.
-    fn events(sub: impl Subscriber + Send + Sync) {
-        tracing::subscriber::with_default(sub, || {
-            let ip: std::net::IpAddr = "2001:db8::1".parse().unwrap();
-            let err = std::io::Error::other("disk \"full\"");
-            tracing::info!(
-                target: "countersign::access",
-                verdict = "denied",
-                status = 401u16,
-                path = "/a b/\"q\"\\\u{1}\u{7f}é\n\t",
-                client_ip = %ip,
-                delta = -5i64,
-                duration_ms = 0.023886,
-                nan = f64::NAN,
-                complete = true,
-                error = &err as &(dyn std::error::Error + 'static),
-                detail = ?Some("x"),
-                "request"
-            );
-            tracing::warn!("a plain {} message", "formatted");
-        });
+    /// The events both formatters are given.
+    fn events() {
+        let ip: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        let err = std::io::Error::other("disk \"full\"");
+        tracing::info!(
+            target: "countersign::access",
+            verdict = "denied",
+            status = 401u16,
+            path = "/a b/\"q\"\\\u{1}\u{7f}é\n\t",
+            client_ip = %ip,
+            delta = -5i64,
+            duration_ms = 0.023886,
+            nan = f64::NAN,
+            complete = true,
+            error = &err as &(dyn std::error::Error + 'static),
+            detail = ?Some("x"),
+            "request"
+        );
+        tracing::warn!("a plain {} message", "formatted");
+    }
+
+    /// What `emit` logs, formatted by [`JsonLines`].
+    fn ours(emit: impl FnOnce()) -> Captured {
+        let out = Captured::default();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(out.clone())
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(sub, emit);
+        out
+    }
+
+    /// What `emit` logs, formatted by tracing-subscriber's JSON format as countersign used it.
+    fn theirs(emit: impl FnOnce()) -> Captured {
+        let out = Captured::default();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(out.clone())
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .finish();
+        tracing::subscriber::with_default(sub, emit);
+        out
     }
 
     #[test]
     fn same_object_as_tracing_subscribers_json_format() {
-        let ours = Captured::default();
-        events(
-            tracing_subscriber::fmt()
-                .with_writer(ours.clone())
-                .event_format(JsonLines)
-                .finish(),
-        );
-        let theirs = Captured::default();
-        events(
-            tracing_subscriber::fmt()
-                .with_writer(theirs.clone())
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .finish(),
-        );
-        let (ours, theirs) = (ours.lines(), theirs.lines());
+        let (ours, theirs) = (ours(events).lines(), theirs(events).lines());
         assert_eq!(ours.len(), 2);
         assert_eq!(theirs.len(), 2);
         for (a, b) in ours.iter().zip(&theirs) {
@@ -305,14 +311,8 @@ mod tests {
 
     #[test]
     fn fields_keep_their_order_between_level_and_target() {
-        let ours = Captured::default();
-        events(
-            tracing_subscriber::fmt()
-                .with_writer(ours.clone())
-                .event_format(JsonLines)
-                .finish(),
-        );
-        let text = String::from_utf8(ours.0.lock().unwrap().clone()).unwrap();
+        let out = ours(events);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         let first = text.lines().next().unwrap();
         let at = |k: &str| first.find(&format!("\"{k}\":")).unwrap();
         assert!(at("timestamp") < at("level"));
@@ -321,6 +321,15 @@ mod tests {
         assert!(at("verdict") < at("status"));
         assert!(at("detail") < at("target"));
         assert!(first.ends_with('}'));
+    }
+
+    #[test]
+    fn an_event_from_the_log_crate_is_shown_under_its_own_target() {
+        let lines = ours(|| tracing::info!(log.target = "hyper::client", "forwarded")).lines();
+        assert_eq!(lines[0]["target"], "hyper::client");
+        assert_eq!(lines[0]["log.target"], "hyper::client");
+        let lines = ours(|| tracing::info!("native")).lines();
+        assert_eq!(lines[0]["target"], module_path!());
     }
 
     #[test]
