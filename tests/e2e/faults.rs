@@ -493,35 +493,10 @@ async fn the_jwks_server_going_away_keeps_the_cached_keys_verifying() {
     idp.stop().await;
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_countersign");
-
-/// The real binary as a child, its addresses read from its first log line; killed on drop.
-struct Child {
-    child: std::process::Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Child {
-    /// Starts `countersign run` on `yaml`, with the open-file limit set to `nofile` when given.
-    fn spawn(pki: &Pki, yaml: &str, nofile: Option<u64>) -> Child {
-        use std::io::BufRead;
+/// Starts the binary on `yaml`, with the open-file limit set to `nofile` when given.
+fn spawn_child(pki: &Pki, yaml: &str, nofile: Option<u64>) -> SidecarProcess {
+    SidecarProcess::start(pki, yaml, |cmd| {
         use std::os::unix::process::CommandExt;
-        let path = pki.path().join("child.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        let mut cmd = std::process::Command::new(BIN);
-        cmd.args(["run", "-c"])
-            .arg(&path)
-            .args(["--log-format", "json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit());
         if let Some(n) = nofile {
             // SAFETY: only async-signal-safe calls (setrlimit) between fork and exec.
             unsafe {
@@ -537,56 +512,14 @@ impl Child {
                 });
             }
         }
-        let mut child = cmd.spawn().unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                if !sent && line.contains("countersign started") {
-                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-                    let _ = tx.send((
-                        v["listen"].as_str().unwrap().to_string(),
-                        v["admin"].as_str().unwrap().to_string(),
-                    ));
-                    sent = true;
-                }
-            }
-        });
-        let (l, a) = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the child starts");
-        Child {
-            child,
-            addr: l.parse().unwrap(),
-            admin: a.parse().unwrap(),
-        }
-    }
-
-    fn client(&self, pki: &Pki) -> reqwest::Client {
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(client_tls(pki, Some(&pki.client), &[b"http/1.1"]))
-            .resolve("localhost", self.addr)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.addr.port())
-    }
-
-    fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
+    })
 }
 
-fn child_yaml(up: SocketAddr, extra: &str) -> String {
-    format!(
-        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nupstream: http://{up}\nlog:\n  access: off\n{TLS_MTLS}{extra}routes:\n  - path: /\n    require: [mtls]\n"
-    )
+/// The number of open file descriptors of the child.
+fn open_fds(c: &SidecarProcess) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", c.child.id()))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -594,7 +527,7 @@ async fn sigterm_with_100_requests_in_flight_loses_none() {
     let pki = Pki::new();
     // Drained in time: all 100 complete.
     let be = Killable::start("127.0.0.1:0".parse().unwrap(), Duration::from_millis(1500)).await;
-    let c = Child::spawn(&pki, &child_yaml(be.addr, "shutdown_timeout: 20s\n"), None);
+    let c = spawn_child(&pki, &child_yaml(be.addr, "shutdown_timeout: 20s\n"), None);
     let outcomes = in_flight(&c, &pki, &be, 100).await;
     let results = outcomes.await;
     let ok = results.iter().filter(|r| matches!(r, Ok(200))).count();
@@ -606,7 +539,7 @@ async fn sigterm_with_100_requests_in_flight_loses_none() {
     // Outliving shutdown_timeout: each fails with a clean error when the drain ends, none hangs,
     // none is answered with anything but its response or a closed connection.
     let be = Killable::start("127.0.0.1:0".parse().unwrap(), Duration::from_secs(30)).await;
-    let c = Child::spawn(&pki, &child_yaml(be.addr, "shutdown_timeout: 1s\n"), None);
+    let c = spawn_child(&pki, &child_yaml(be.addr, "shutdown_timeout: 1s\n"), None);
     let t = Instant::now();
     let outcomes = in_flight(&c, &pki, &be, 100).await;
     let status = stop(c).await;
@@ -626,12 +559,12 @@ async fn sigterm_with_100_requests_in_flight_loses_none() {
 /// Sends `n` requests at once and waits until the backend holds all of them, then SIGTERMs the
 /// child; the returned future gives each request's status or error.
 async fn in_flight(
-    c: &Child,
+    c: &SidecarProcess,
     pki: &Pki,
     be: &Killable,
     n: usize,
 ) -> impl std::future::Future<Output = Vec<Result<u16, String>>> + use<> {
-    let http = c.client(pki);
+    let http = c.client(pki, Duration::from_secs(30));
     let before = be.arrived();
     let tasks: Vec<_> = (0..n)
         .map(|i| {
@@ -659,7 +592,7 @@ async fn in_flight(
     }
 }
 
-async fn stop(mut c: Child) -> std::process::ExitStatus {
+async fn stop(mut c: SidecarProcess) -> std::process::ExitStatus {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let pid = c.child.id();
     std::thread::spawn(move || {
@@ -678,12 +611,12 @@ async fn running_out_of_file_descriptors_refuses_new_connections_and_serves_open
     let be = echo().await;
     // 64 descriptors: fewer than the default connection limit (64) needs, so the descriptors run
     // out first.
-    let c = Child::spawn(
+    let c = spawn_child(
         &pki,
         &child_yaml(be.addr, "limits:\n  handshake_timeout: 2s\n"),
         Some(64),
     );
-    let http = c.client(&pki);
+    let http = c.client(&pki, Duration::from_secs(30));
     // One pooled connection to the backend, for the requests made while descriptors are short.
     assert_eq!(http.get(c.url("/warm")).send().await.unwrap().status(), 200);
     let mut held = Vec::new();
@@ -701,7 +634,7 @@ async fn running_out_of_file_descriptors_refuses_new_connections_and_serves_open
             Err(_) => panic!(
                 "connection {} hangs instead of being refused ({} descriptors open)",
                 held.len(),
-                c.open_fds()
+                open_fds(&c)
             ),
         }
     };

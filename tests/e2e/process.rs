@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,71 +14,12 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_countersign");
-
-/// A running child sidecar and the addresses it logged.
-struct Child_ {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
+fn spawn_child(pki: &Pki, yaml: &str) -> SidecarProcess {
+    SidecarProcess::start(pki, yaml, |_| {})
 }
 
-impl Drop for Child_ {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_child(pki: &Pki, yaml: &str) -> Child_ {
-    let path = pki.path().join("child.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(&path)
-        .args(["--log-format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if !sent && line.contains("countersign started") {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-                let _ = tx.send((
-                    v["listen"].as_str().unwrap().to_string(),
-                    v["admin"].as_str().unwrap().to_string(),
-                ));
-                sent = true;
-            }
-        }
-    });
-    let (l, a) = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the child starts");
-    Child_ {
-        child,
-        addr: l.parse().unwrap(),
-        admin: a.parse().unwrap(),
-    }
-}
-
-fn base(up: SocketAddr, extra: &str) -> String {
-    format!(
-        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nupstream: http://{up}\nlog:\n  access: off\n{TLS_MTLS}{extra}routes:\n  - path: /\n    require: [mtls]\n"
-    )
-}
-
-fn child_client(pki: &Pki, c: &Child_) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(client_tls(pki, Some(&pki.client), &[b"http/1.1"]))
-        .resolve("localhost", c.addr)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
+fn child_client(pki: &Pki, c: &SidecarProcess) -> reqwest::Client {
+    c.client(pki, Duration::from_secs(60))
 }
 
 fn check(dir: &std::path::Path, yaml: &str) -> (i32, String, String) {
@@ -99,7 +40,7 @@ fn check(dir: &std::path::Path, yaml: &str) -> (i32, String, String) {
 #[test]
 fn check_reports_every_problem_as_path_message() {
     let pki = Pki::new();
-    let ok = base(
+    let ok = child_yaml(
         "127.0.0.1:8080".parse().unwrap(),
         "ip_allow: [127.0.0.0/8]\n",
     );
@@ -191,7 +132,7 @@ async fn slow_backend(delay: Duration) -> SocketAddr {
 async fn sigterm_drains_in_flight_requests_then_exits_0() {
     let pki = Pki::new();
     let up = slow_backend(Duration::from_millis(1500)).await;
-    let mut c = spawn_child(&pki, &base(up, "shutdown_timeout: 20s\n"));
+    let mut c = spawn_child(&pki, &child_yaml(up, "shutdown_timeout: 20s\n"));
     let http = child_client(&pki, &c);
     let url = format!("https://localhost:{}/slow", c.addr.port());
     let mut inflight = Vec::new();
@@ -246,7 +187,7 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 async fn a_256_mib_upload_streams_in_constant_memory() {
     let pki = Pki::new();
     let be = echo().await;
-    let c = spawn_child(&pki, &base(be.addr, ""));
+    let c = spawn_child(&pki, &child_yaml(be.addr, ""));
     let http = child_client(&pki, &c);
     let r = http
         .post(format!("https://localhost:{}/upload", c.addr.port()))
@@ -265,7 +206,10 @@ async fn a_256_mib_upload_streams_in_constant_memory() {
 async fn connections_over_the_limit_are_closed_and_open_ones_still_served() {
     let pki = Pki::new();
     let be = echo().await;
-    let c = spawn_child(&pki, &base(be.addr, "limits:\n  max_connections: 3\n"));
+    let c = spawn_child(
+        &pki,
+        &child_yaml(be.addr, "limits:\n  max_connections: 3\n"),
+    );
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(

@@ -816,3 +816,89 @@ pub async fn reloads(sc: &Sidecar, what: &str, result: &str) -> f64 {
         &format!("countersign_reloads_total{{what=\"{what}\",result=\"{result}\"}}"),
     )
 }
+
+/// The countersign binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_countersign");
+
+/// A config for a child sidecar: ephemeral ports, `up` as the upstream, mTLS required, access log
+/// off, and `extra` lines before the routes.
+pub fn child_yaml(up: SocketAddr, extra: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nupstream: http://{up}\nlog:\n  access: off\n{TLS_MTLS}{extra}routes:\n  - path: /\n    require: [mtls]\n"
+    )
+}
+
+/// The real binary running `countersign run` as a child process; killed when dropped.
+pub struct SidecarProcess {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its main listener.
+    pub addr: SocketAddr,
+    /// Its admin listener.
+    pub admin: SocketAddr,
+}
+
+impl Drop for SidecarProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SidecarProcess {
+    /// Writes `yaml` into the PKI's directory and starts the binary on it with JSON logs on a
+    /// pipe; `setup` may adjust the command first (limits). Returns once the `countersign started`
+    /// line names the bound addresses (at most 20 s).
+    pub fn start(pki: &Pki, yaml: &str, setup: impl FnOnce(&mut std::process::Command)) -> Self {
+        use std::io::BufRead;
+        let path = pki.path().join("child.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["run", "-c"])
+            .arg(&path)
+            .args(["--log-format", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        setup(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keeps reading to the end, so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if !sent && line.contains("countersign started") {
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    let _ = tx.send((
+                        v["listen"].as_str().unwrap().to_string(),
+                        v["admin"].as_str().unwrap().to_string(),
+                    ));
+                    sent = true;
+                }
+            }
+        });
+        let (l, a) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the child starts");
+        SidecarProcess {
+            child,
+            addr: l.parse().unwrap(),
+            admin: a.parse().unwrap(),
+        }
+    }
+
+    /// An HTTP/1.1 client with the PKI's client certificate, resolving `localhost` to the child.
+    pub fn client(&self, pki: &Pki, timeout: Duration) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(client_tls(pki, Some(&pki.client), &[b"http/1.1"]))
+            .resolve("localhost", self.addr)
+            .timeout(timeout)
+            .build()
+            .unwrap()
+    }
+
+    /// `https://localhost:PORT{path}` for the child's listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr.port())
+    }
+}
