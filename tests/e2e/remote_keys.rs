@@ -27,7 +27,6 @@ use tokio::task::JoinHandle;
 
 use crate::support::*;
 
-
 const SECRET_A: &[u8] = b"key-a-secret-key-a-secret-key-a-secret!!";
 const SECRET_B: &[u8] = b"key-b-secret-key-b-secret-key-b-secret!!";
 
