@@ -97,6 +97,12 @@ fn fields(s: &str) -> Option<(&str, &str, &str, &str, &str, &str)> {
             &s[26..],
         ));
     }
+    split_fields(s)
+}
+
+/// The same fields by splitting on spaces: any layout [`fields`] accepts.
+#[allow(clippy::type_complexity)]
+fn split_fields(s: &str) -> Option<(&str, &str, &str, &str, &str, &str)> {
     let (wd, rest) = s.split_once(", ")?;
     let mut parts = rest.split(' ').filter(|p| !p.is_empty());
     let f = (
@@ -300,6 +306,13 @@ mod tests {
             let t = from_unix(secs);
             prop_assert_eq!(unix(parse(&format_imf(t), &[]).unwrap()), secs);
             prop_assert_eq!(unix(parse(&format_tyk(t), &[]).unwrap()), secs);
+        }
+
+        #[test]
+        fn the_fixed_position_reading_agrees_with_splitting(
+            s in "[A-Za-z]{3}, [0-9]{2} [A-Za-z]{3} [0-9]{4} [0-9:]{8} [A-Z+0-9]{3}|[ -~]{29}|[ a-z0-9,]{29}"
+        ) {
+            prop_assert_eq!(fields(&s), split_fields(&s));
         }
 
         #[test]
