@@ -16,9 +16,32 @@ const SHARDS: usize = 16;
 struct Shard {
     seen: HashMap<[u8; 32], SystemTime>,
     expiry: BinaryHeap<Reverse<(SystemTime, [u8; 32])>>,
+    /// The table's room without tombstones: the largest `seen.capacity()` observed (removals
+    /// leave tombstones that lower `capacity()` until the next rehash).
+    room: usize,
 }
 
 impl Shard {
+    /// Records `token` until `until`, keeping the table at most half full.
+    ///
+    /// Expired entries leave tombstones; when they use up the table's free room, the standard
+    /// table rehashes in place if at most half of it is live, and otherwise doubles. Under a steady
+    /// load (as many signatures expiring as arriving) a table between half and fully live would
+    /// double minutes into the load, when the tombstones run out its room. Doubling as soon as
+    /// more than half is live instead sizes the table while the store fills: from then on the
+    /// churn rehashes in place and the memory stays flat.
+    fn record(&mut self, token: [u8; 32], until: SystemTime) {
+        self.seen.insert(token, until);
+        self.expiry.push(Reverse((until, token)));
+        self.room = self.room.max(self.seen.capacity());
+        let live = self.seen.len();
+        if live + 1 > self.room / 2 {
+            // More than the free room: the table is rebuilt with at least twice `room`.
+            self.seen.reserve(self.room + 1 - live);
+            self.room = self.seen.capacity();
+        }
+    }
+
     fn evict(&mut self, now: SystemTime) {
         while let Some(Reverse((until, token))) = self.expiry.peek().copied() {
             if until > now {
@@ -28,6 +51,13 @@ impl Shard {
             if self.seen.get(&token) == Some(&until) {
                 self.seen.remove(&token);
             }
+        }
+        // After a burst, hand the room back once an eighth of it is live.
+        let live = self.seen.len();
+        if self.room > 64 && live < self.room / 8 {
+            self.seen.shrink_to(live * 2);
+            self.expiry.shrink_to(live * 2);
+            self.room = self.seen.capacity();
         }
     }
 }
@@ -85,8 +115,7 @@ impl ReplayStore {
             ));
         }
         if until > now {
-            s.seen.insert(token, until);
-            s.expiry.push(Reverse((until, token)));
+            s.record(token, until);
         }
         Ok(())
     }
@@ -97,6 +126,15 @@ impl ReplayStore {
             .iter()
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).seen.len())
             .sum()
+    }
+
+    /// Each shard's table room (see [`Shard::record`]).
+    #[cfg(test)]
+    fn rooms(&self) -> Vec<usize> {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).room)
+            .collect()
     }
 
     /// True when nothing is remembered.
@@ -182,6 +220,56 @@ mod tests {
         let e = r.check_and_record(b, t(200), t(100)).unwrap_err();
         assert_eq!(e.reject, Reject::ReplayStoreUnavailable);
         r.check_and_record(b, t(400), t(201)).unwrap();
+    }
+
+    fn distinct(n: u64) -> [u8; 32] {
+        let mut t = [0u8; 32];
+        t.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &n.to_be_bytes()).as_ref());
+        t
+    }
+
+    /// Drives `r` for `seconds` from `start`: `rate` new signatures a second, each remembered for
+    /// 60 s. Returns the next token number.
+    fn churn(r: &ReplayStore, start: u64, seconds: u64, rate: u64, mut n: u64) -> u64 {
+        for s in start..start + seconds {
+            for _ in 0..rate {
+                r.check_and_record(distinct(n), t(s + 60), t(s)).unwrap();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn steady_load_keeps_the_tables_size() {
+        // 200 signatures a second for 30 minutes, each remembered for a minute: about 12,000
+        // live. Once full, one arrives for each that expires; the tables must not grow after that.
+        let r = ReplayStore::new(1_000_000);
+        let n = churn(&r, 1000, 90, 200, 0);
+        let filled = r.rooms();
+        let live = r.len();
+        churn(&r, 1090, 1800, 200, n);
+        assert_eq!(r.rooms(), filled, "a table grew under a steady load");
+        assert!(
+            r.len().abs_diff(live) < live / 10,
+            "{} live, {live} at first",
+            r.len()
+        );
+    }
+
+    #[test]
+    fn room_is_handed_back_after_a_burst() {
+        let r = ReplayStore::new(1_000_000);
+        let n = churn(&r, 1000, 60, 2000, 0);
+        let burst: usize = r.rooms().iter().sum();
+        // A trickle afterwards: the burst's entries expire and the tables shrink.
+        churn(&r, 1060, 120, 10, n);
+        let after: usize = r.rooms().iter().sum();
+        assert!(
+            after * 8 < burst,
+            "room {burst} during the burst, {after} after"
+        );
+        assert!(r.len() < 700, "{} live after the trickle", r.len());
     }
 
     #[test]
