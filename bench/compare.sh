@@ -118,14 +118,14 @@ wait_port() { for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/nu
 wait_port $BACKEND_PORT
 
 # --- helpers -----------------------------------------------------------------------------------
-cpu_ticks() { # total utime+stime (clock ticks) of the given pids
-  local t=0
+cpu_ticks() { # utime and stime (clock ticks) summed over the given pids: "user sys"
+  local u=0 s=0
   for p in "$@"; do
     [ -r /proc/$p/stat ] || continue
     set -- $(sed 's/^.*) //' /proc/$p/stat)
-    t=$((t + ${12} + ${13}))
+    u=$((u + ${12})); s=$((s + ${13}))
   done
-  echo $t
+  echo "$u $s"
 }
 rss_kib() { awk '/VmRSS/ {print $2}' /proc/$1/status 2>/dev/null || echo 0; }
 hwm_kib() { awk '/VmHWM/ {print $2}' /proc/$1/status 2>/dev/null || echo 0; }
@@ -287,7 +287,7 @@ stop_target() {
 
 header_args() { for h in "${HEADERS[@]:-}"; do [ -n "$h" ] && printf -- '-H\0%s\0' "$h"; done; }
 
-declare -A CPU_US P50 P99 P999 SAT SATP99 NOKA RSS_IDLE RSS_LOAD READY OK CPU_RANGE
+declare -A CPU_US SYS_US P50 P99 P999 SAT SATP99 NOKA RSS_IDLE RSS_LOAD READY OK CPU_RANGE
 # Each metric collects one value per round (space-separated); the report shows the median.
 append() { local -n arr=$1; arr[$2]="${arr[$2]:-} $3"; }
 median() { python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:] if x not in ('-','')]; print(round(statistics.median(v),2) if v else '-')" $1; }
@@ -302,9 +302,9 @@ for t in $TARGETS; do
   mapfile -d '' -t HA < <(header_args)
   # Warm-up, then the fixed-rate run.
   load "$URL" -z 2s -q "$RATE" "${HA[@]}" >/dev/null || true
-  before=$(cpu_ticks "${TARGET_PIDS[@]}")
+  read -r ubefore sbefore < <(cpu_ticks "${TARGET_PIDS[@]}")
   json=$(load "$URL" -z "${SECS}s" -q "$RATE" "${HA[@]}")
-  after=$(cpu_ticks "${TARGET_PIDS[@]}")
+  read -r uafter safter < <(cpu_ticks "${TARGET_PIDS[@]}")
   echo "$json" > "$OUT/$t-rate.json"
   read -r ok p50 p99 p999 < <(python3 -c '
 import json,sys
@@ -314,7 +314,8 @@ ok=sum(v for k,v in sd.items() if k.startswith("2"))
 lp=j.get("latencyPercentiles",{})
 print(ok, lp.get("p50",0)*1000, lp.get("p99",0)*1000, lp.get("p99.9",0)*1000)' <<< "$json")
   append OK "$t" "$ok"
-  append CPU_US "$t" "$(python3 -c "print(round(($after-$before)/$TICKS*1e6/max($ok,1),2))")"
+  append CPU_US "$t" "$(python3 -c "print(round(($uafter+$safter-$ubefore-$sbefore)/$TICKS*1e6/max($ok,1),2))")"
+  append SYS_US "$t" "$(python3 -c "print(round(($safter-$sbefore)/$TICKS*1e6/max($ok,1),2))")"
   append P50 "$t" "$(printf '%.2f' "$p50")"; append P99 "$t" "$(printf '%.2f' "$p99")"; append P999 "$t" "$(printf '%.2f' "$p999")"
   append RSS_LOAD "$t" "$(hwm_kib "$main_pid")"
   append READY "$t" "$READY_MS"
@@ -337,7 +338,7 @@ done
 # Medians (and the CPU range) per target.
 for t in $TARGETS; do
   CPU_RANGE[$t]=$(python3 -c "import sys; v=[float(x) for x in sys.argv[1:]]; print(f'{min(v):g}–{max(v):g}')" ${CPU_US[$t]})
-  for m in CPU_US P50 P99 P999 SAT SATP99 NOKA RSS_IDLE RSS_LOAD READY OK; do
+  for m in CPU_US SYS_US P50 P99 P999 SAT SATP99 NOKA RSS_IDLE RSS_LOAD READY OK; do
     declare -n ref=$m
     ref[$t]=$(median "${ref[$t]:-}")
     unset -n ref
@@ -353,11 +354,11 @@ LOGS="access logs off for the peers, log.access: denied for countersign"
 [ "$ACCESS_LOG" = 1 ] && LOGS="access logs on for all"
 echo "## Fixed offered load: $RATE req/s, $LOGS, $CONNS keep-alive connections, ${SECS}s, median of $REPEAT rounds (proxy on core 0; backend and oha on core 1)"
 echo
-echo "| target | 2xx | CPU µs/req | (range) | better peer ÷ this | p50 ms | p99 ms | p99.9 ms | RSS idle MiB | RSS peak MiB | ready ms |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| target | 2xx | CPU µs/req | (range) | of it kernel µs | better peer ÷ this | p50 ms | p99 ms | p99.9 ms | RSS idle MiB | RSS peak MiB | ready ms |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for t in $TARGETS; do
   ratio=$(python3 -c "c=${CPU_US[$t]}; b=$better_cpu; print(round(b/c,2) if c>0 and b>0 else '-')")
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${OK[$t]}" "${CPU_US[$t]}" "${CPU_RANGE[$t]}" "$ratio" "${P50[$t]}" "${P99[$t]}" "${P999[$t]}" \
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${OK[$t]}" "${CPU_US[$t]}" "${CPU_RANGE[$t]}" "${SYS_US[$t]}" "$ratio" "${P50[$t]}" "${P99[$t]}" "${P999[$t]}" \
     "$(python3 -c "print(round(${RSS_IDLE[$t]:-0}/1024,1))")" "$(python3 -c "print(round(${RSS_LOAD[$t]:-0}/1024,1))")" "${READY[$t]}"
 done
 if [ $SATURATION = 1 ]; then
