@@ -12,17 +12,47 @@ use crate::reject::{Denial, Reject};
 
 const SHARDS: usize = 16;
 
+/// What the store keeps of a token: its first 128 bits (a SHA-256 prefix: two different accepted
+/// signatures share one with a probability of about n²/2¹²⁹).
+type Tag = [u8; 16];
+
+/// Whole seconds since the epoch; an entry stays while `until > now_secs(now)`.
+type Secs = u32;
+
+fn tag_of(token: &[u8; 32]) -> Tag {
+    let mut t = [0u8; 16];
+    t.copy_from_slice(&token[..16]);
+    t
+}
+
+/// `now` in whole seconds, rounded down.
+fn now_secs(now: SystemTime) -> Secs {
+    let s = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Secs::try_from(s).unwrap_or(Secs::MAX)
+}
+
+/// `until` in whole seconds, rounded up: an entry is never forgotten before its time.
+fn until_secs(until: SystemTime) -> Secs {
+    let d = until
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    Secs::try_from(s).unwrap_or(Secs::MAX)
+}
+
 #[derive(Default)]
 struct Shard {
-    seen: HashMap<[u8; 32], SystemTime>,
-    expiry: BinaryHeap<Reverse<(SystemTime, [u8; 32])>>,
+    seen: HashMap<Tag, Secs>,
+    expiry: BinaryHeap<Reverse<(Secs, Tag)>>,
     /// The table's room without tombstones: the largest `seen.capacity()` observed (removals
     /// leave tombstones that lower `capacity()` until the next rehash).
     room: usize,
 }
 
 impl Shard {
-    /// Records `token` until `until`, keeping the table at most half full.
+    /// Records `tag` until `until`, keeping the table at most half full.
     ///
     /// Expired entries leave tombstones; when they use up the table's free room, the standard
     /// table rehashes in place if at most half of it is live, and otherwise doubles. Under a steady
@@ -30,9 +60,9 @@ impl Shard {
     /// double minutes into the load, when the tombstones run out its room. Doubling as soon as
     /// more than half is live instead sizes the table while the store fills: from then on the
     /// churn rehashes in place and the memory stays flat.
-    fn record(&mut self, token: [u8; 32], until: SystemTime) {
-        self.seen.insert(token, until);
-        self.expiry.push(Reverse((until, token)));
+    fn record(&mut self, tag: Tag, until: Secs) {
+        self.seen.insert(tag, until);
+        self.expiry.push(Reverse((until, tag)));
         self.room = self.room.max(self.seen.capacity());
         let live = self.seen.len();
         if live + 1 > self.room / 2 {
@@ -42,14 +72,14 @@ impl Shard {
         }
     }
 
-    fn evict(&mut self, now: SystemTime) {
-        while let Some(Reverse((until, token))) = self.expiry.peek().copied() {
+    fn evict(&mut self, now: Secs) {
+        while let Some(Reverse((until, tag))) = self.expiry.peek().copied() {
             if until > now {
                 break;
             }
             self.expiry.pop();
-            if self.seen.get(&token) == Some(&until) {
-                self.seen.remove(&token);
+            if self.seen.get(&tag) == Some(&until) {
+                self.seen.remove(&tag);
             }
         }
         // After a burst, hand the room back once an eighth of it is live.
@@ -94,10 +124,11 @@ impl ReplayStore {
         until: SystemTime,
         now: SystemTime,
     ) -> Result<(), Denial> {
-        let shard = &self.shards[token[0] as usize % SHARDS];
+        let (tag, until, now) = (tag_of(&token), until_secs(until), now_secs(now));
+        let shard = &self.shards[tag[0] as usize % SHARDS];
         let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
         s.evict(now);
-        if let Some(prev) = s.seen.get(&token)
+        if let Some(prev) = s.seen.get(&tag)
             && *prev > now
         {
             return Err(Denial::new(
@@ -115,7 +146,7 @@ impl ReplayStore {
             ));
         }
         if until > now {
-            s.record(token, until);
+            s.record(tag, until);
         }
         Ok(())
     }
@@ -208,6 +239,18 @@ mod tests {
         let e = r.check_and_record(tok, t(1000), late).await.unwrap_err();
         assert_eq!(e.reject, Reject::Replayed);
         r.check_and_record(tok, t(1000), t(1001)).await.unwrap();
+    }
+
+    #[test]
+    fn a_fraction_of_a_second_is_remembered_as_the_whole_second() {
+        let r = ReplayStore::new(100);
+        let tok = [3u8; 32];
+        let until = t(1000) + Duration::from_millis(500);
+        r.check_and_record(tok, until, t(990)).unwrap();
+        let late = t(1000) + Duration::from_millis(900);
+        let e = r.check_and_record(tok, until, late).unwrap_err();
+        assert_eq!(e.reject, Reject::Replayed);
+        r.check_and_record(tok, until, t(1001)).unwrap();
     }
 
     #[test]
