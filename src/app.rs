@@ -665,6 +665,9 @@ fn prepare_upstream_headers(
             crate::token::strip_bearer(h);
         }
     }
+    if !snap.config.api_key_forward {
+        h.remove(&snap.config.api_key_header);
+    }
     let ip = if client_ip == conn.source {
         conn.source_header.clone()
     } else {

@@ -163,6 +163,7 @@ pub struct RawIntrospection {
 #[serde(deny_unknown_fields)]
 pub struct RawApiKey {
     pub header: Option<String>,
+    pub forward: Option<bool>,
 }
 
 /// One `routes:` entry.

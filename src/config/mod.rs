@@ -510,6 +510,9 @@ pub struct Config {
     pub jwt: Option<JwtSettings>,
     /// The API key header.
     pub api_key_header: HeaderName,
+    /// `api_key.forward`: the API key header reaches the backend (false: removed from every
+    /// forwarded request).
+    pub api_key_forward: bool,
     /// Routes, first match wins.
     pub routes: Vec<RouteSettings>,
     /// Sizes and timeouts.
@@ -612,10 +615,14 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     }
     let de = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        ConfigError::one(
-            error_at(file, e.path().to_string()),
-            e.into_inner().to_string(),
-        )
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        // serde_yaml_ng starts a nested field's message with its path too: name it once.
+        let message = match message.strip_prefix(path.as_str()) {
+            Some(rest) if rest.starts_with(": ") => rest[2..].to_string(),
+            _ => message,
+        };
+        ConfigError::one(error_at(file, path), message)
     })
 }
 
@@ -823,6 +830,7 @@ fn validate(raw: RawConfig, source: &Path, base: &Path) -> Result<Config, Config
         .as_deref()
         .and_then(|h| header_name(h, "api_key.header", &mut p))
         .unwrap_or_else(|| HeaderName::from_static("x-api-key"));
+    let api_key_forward = raw.api_key.forward.unwrap_or(true);
 
     let routes = validate_routes(&raw, mode, &mut p);
     let limits = validate_limits(&raw, &mut p);
@@ -903,6 +911,7 @@ fn validate(raw: RawConfig, source: &Path, base: &Path) -> Result<Config, Config
         signature,
         jwt,
         api_key_header,
+        api_key_forward,
         routes,
         limits,
         shutdown_timeout,
@@ -1579,6 +1588,22 @@ mod tests {
         assert!(c.tls.is_none());
         assert_eq!(c.signature.clock_skew, Duration::from_secs(300));
         assert_eq!(c.signature.required, vec!["(request-target)", "date"]);
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_field_once() {
+        let e = load(&format!("{MIN}api_key:\n  forward: maybe\n")).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.starts_with(
+                "c.yaml: api_key.forward: invalid type: string \"maybe\", expected a boolean"
+            ),
+            "{s}"
+        );
+        assert!(
+            load(&format!("{MIN}api_key:\n  forward: false\n")).is_ok_and(|c| !c.api_key_forward)
+        );
+        assert!(load(MIN).is_ok_and(|c| c.api_key_forward));
     }
 
     #[test]

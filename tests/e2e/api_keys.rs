@@ -101,6 +101,11 @@ async fn api_keys_from_keygen_right_wrong_missing_revoked_and_limited() {
     .await;
     let got = be.allowed(&r, "the keygen key");
     assert_eq!(echoed(got, "x-countersign-key-id"), ["batch-job"]);
+    assert_eq!(
+        echoed(got, "x-api-key"),
+        [key.as_str()],
+        "api_key.forward defaults to true"
+    );
 
     // Wrong, missing, elsewhere, a signing secret, one character off.
     be.refused(
@@ -232,5 +237,42 @@ async fn a_custom_api_key_header() {
             .is_err()
     );
     assert_eq!(be.hits(), 1);
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn forward_false_keeps_the_key_from_the_backend() {
+    let pki = Pki::new();
+    pki.write("keys.yaml", &registry(&[&entry("edge", "edge-key-1", "")]));
+    let be = counting_echo().await;
+    let yaml = format!(
+        "{HEAD}{TLS_MTLS}api_key:\n  header: X-Edge-Key\n  forward: false\nroutes:\n  - path: /open\n    require: [mtls]\n  - path: /\n    require: [mtls, api_key]\n"
+    );
+    let sc = Sidecar::start(&pki, be.addr, &yaml).await;
+    let c = client(&pki, &sc, Some(&pki.client));
+    let r = reply(
+        c.get(sc.url("/x"))
+            .header("X-Edge-Key", "edge-key-1")
+            .header("X-Api-Key", "not-the-configured-header"),
+    )
+    .await;
+    let got = be.allowed(&r, "the right key");
+    assert_eq!(echoed(got, "x-countersign-key-id"), ["edge"]);
+    assert!(
+        echoed(got, "x-edge-key").is_empty(),
+        "the key reached the backend: {got}"
+    );
+    assert_eq!(
+        echoed(got, "x-api-key"),
+        ["not-the-configured-header"],
+        "only the configured header is removed"
+    );
+    // Removed on routes that do not check it too: a key never reaches the backend.
+    let r = reply(c.get(sc.url("/open/y")).header("X-Edge-Key", "edge-key-1")).await;
+    let got = be.allowed(&r, "a route without api_key");
+    assert!(echoed(got, "x-edge-key").is_empty(), "{got}");
+    // A refusal is unchanged.
+    let r = reply(c.get(sc.url("/x")).header("X-Edge-Key", "edge-key-2")).await;
+    be.refused(&r, 401, "api_key_invalid", "a wrong key");
     sc.stop().await;
 }
