@@ -1,8 +1,8 @@
 //! The soak (`bench/soak.sh MINUTES`): makes a dev PKI, a key registry and a config in `--dir`,
 //! starts the sidecar binary given by `--sidecar` in front of an in-process echo backend, and drives
-//! steady mTLS + signed load at `--rate` requests per second for `--minutes`, a fresh signature per
-//! request (draft-cavage GETs and RFC 9421 POSTs with Content-Digest, alternately; replay
-//! protection on). Every `--rotate-every` seconds the HMAC key rotates (the new key is added to
+//! steady mTLS + signed load at `--rate` requests per second for `--warmup-minutes` and then
+//! `--minutes`, a fresh signature per request (draft-cavage GETs and RFC 9421 POSTs with
+//! Content-Digest, alternately; replay protection on). Every `--rotate-every` seconds the HMAC key rotates (the new key is added to
 //! keys.yaml, the signer switches to it, the old key is removed and must then be refused), and half
 //! a period later the server certificate rotates (a Kubernetes-style `..data` symlink swap); each
 //! step waits for the sidecar's metrics to show the reload. The HTTP client is rebuilt every
@@ -10,8 +10,8 @@
 //!
 //! Prints per-minute requests, errors, latency percentiles and the sidecar's RSS (all of it, and
 //! its anonymous part: heap and stacks, without the binary's file-backed pages), then a summary.
-//! Exit 1 when a request failed, a rotation did not take, or RSS grew 10 % or more from the end of
-//! the first minute to the end. Stops everything it started (the sidecar also dies with it).
+//! Exit 1 when a request failed (warm-up included), a rotation did not take, or RSS grew 10 % or
+//! more over the measured minutes (from the end of the `--warmup-minutes`, default 1, to the end). Stops everything it started (the sidecar also dies with it).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -43,9 +43,13 @@ struct Args {
     /// Where to write the PKI, keys, config and the sidecar's log (created; should be empty).
     #[arg(long)]
     dir: PathBuf,
-    /// How long the load runs.
+    /// How long the measured load runs (after the warm-up).
     #[arg(long)]
     minutes: u64,
+    /// Minutes of the same load before the measured ones (the replay store fills, connections and
+    /// TLS sessions are made); RSS growth and p99 drift are taken from the end of the warm-up.
+    #[arg(long, default_value_t = 1)]
+    warmup_minutes: u64,
     /// Requests per second, spread over the workers.
     #[arg(long, default_value_t = 300)]
     rate: u32,
@@ -658,9 +662,10 @@ async fn run(args: Args) -> Result<bool, Error> {
         .into());
     }
     println!(
-        "sidecar pid {pid} on {sidecar_addr} (admin {admin}), backend 127.0.0.1:{upstream}; {} rps over {} workers for {} min; files in {}",
+        "sidecar pid {pid} on {sidecar_addr} (admin {admin}), backend 127.0.0.1:{upstream}; {} rps over {} workers for {} min of warm-up and {} min measured; files in {}",
         args.rate,
         args.concurrency,
+        args.warmup_minutes,
         args.minutes,
         dir.display()
     );
@@ -729,7 +734,8 @@ async fn run(args: Args) -> Result<bool, Error> {
         "new-cert %"
     );
     let mut rows = Vec::new();
-    for m in 0..args.minutes as usize {
+    let warmup = args.warmup_minutes as usize;
+    for m in 0..warmup + args.minutes as usize {
         let end = shared.started + Duration::from_secs(60 * (m as u64 + 1));
         tokio::time::sleep_until(end.into()).await;
         let rss = rss(pid);
@@ -745,7 +751,11 @@ async fn run(args: Args) -> Result<bool, Error> {
         let seen = row.latest_cert + row.earlier_cert;
         let line = format!(
             "{:>6} {:>8} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>9.1} {:>9.1} {:>10.1}  {:?}",
-            m + 1,
+            if m < warmup {
+                format!("w{}", m + 1)
+            } else {
+                (m + 1 - warmup).to_string()
+            },
             row.ok + errors,
             errors,
             percentile(&row.latencies_us, 0.50),
@@ -787,11 +797,15 @@ async fn run(args: Args) -> Result<bool, Error> {
     // Summary.
     let total_requests: u64 = rows.iter().map(|r| r.0).sum();
     let errors: u64 = rows.iter().map(|r| r.1).sum();
-    let rss_first = rows.first().and_then(|r| r.4);
+    // Growth and drift over the measured minutes: from the end of the warm-up to the end.
+    let rss_first = match warmup {
+        0 => rss_start,
+        w => rows.get(w - 1).and_then(|r| r.4),
+    };
     let rss_end = rows.last().and_then(|r| r.4);
     let growth = growth_pct(rss_first.map(|r| r.total_kb), rss_end.map(|r| r.total_kb));
     let anon_growth = growth_pct(rss_first.map(|r| r.anon_kb), rss_end.map(|r| r.anon_kb));
-    let p99_first = rows.first().map_or(0.0, |r| r.3);
+    let p99_first = rows.get(warmup).map_or(0.0, |r| r.3);
     let p99_last = rows.last().map_or(0.0, |r| r.3);
     let allowed = sum(
         &final_metrics,
@@ -816,10 +830,11 @@ async fn run(args: Args) -> Result<bool, Error> {
     let total = |r: Option<Rss>| mb(r.map(|r| r.total_kb));
     let anon = |r: Option<Rss>| mb(r.map(|r| r.anon_kb));
     println!(
-        "summary: {total_requests} requests, {errors} errors; sidecar counted {allowed} allowed; RSS {:.1} MB at load start, {:.1} MB after minute 1, {:.1} MB at the end ({growth:+.1} % from minute 1); anonymous RSS {:.1} / {:.1} / {:.1} MB ({anon_growth:+.1} %); p99 {p99_first:.2} ms in minute 1, {p99_last:.2} ms in the last; {} key and {} certificate rotations ok, {} failed; sidecar exit on SIGTERM {}",
+        "summary: {total_requests} requests, {errors} errors; sidecar counted {allowed} allowed; RSS {:.1} MB at load start, {:.1} MB after the warm-up, {:.1} MB at the end ({growth:+.1} % over the {} measured minutes); anonymous RSS {:.1} / {:.1} / {:.1} MB ({anon_growth:+.1} %); p99 {p99_first:.2} ms in the first measured minute, {p99_last:.2} ms in the last; {} key and {} certificate rotations ok, {} failed; sidecar exit on SIGTERM {}",
         total(rss_start),
         total(rss_first),
         total(rss_end),
+        args.minutes,
         anon(rss_start),
         anon(rss_first),
         anon(rss_end),
