@@ -2,16 +2,18 @@
 //! starts the sidecar binary given by `--sidecar` in front of an in-process echo backend, and drives
 //! steady mTLS + signed load at `--rate` requests per second for `--warmup-minutes` and then
 //! `--minutes`, a fresh signature per request (draft-cavage GETs and RFC 9421 POSTs with
-//! Content-Digest, alternately; replay protection on). Every `--rotate-every` seconds the HMAC key rotates (the new key is added to
-//! keys.yaml, the signer switches to it, the old key is removed and must then be refused), and half
-//! a period later the server certificate rotates (a Kubernetes-style `..data` symlink swap); each
-//! step waits for the sidecar's metrics to show the reload. The HTTP client is rebuilt every
+//! Content-Digest, alternately; replay protection on). Every `--rotate-every` seconds the HMAC
+//! key rotates (the new key is added to keys.yaml, the signer switches to it, the old key is
+//! removed and must then be refused), and half a period later the server certificate rotates (a
+//! Kubernetes-style `..data` symlink swap); each step waits for the sidecar's metrics to show the
+//! reload. The HTTP client is rebuilt every
 //! `--reconnect-every` seconds, so new TLS connections meet the new certificate.
 //!
 //! Prints per-minute requests, errors, latency percentiles and the sidecar's RSS (all of it, and
 //! its anonymous part: heap and stacks, without the binary's file-backed pages), then a summary.
 //! Exit 1 when a request failed (warm-up included), a rotation did not take, or RSS grew 10 % or
-//! more over the measured minutes (from the end of the `--warmup-minutes`, default 1, to the end). Stops everything it started (the sidecar also dies with it).
+//! more over the measured minutes (from the end of the `--warmup-minutes`, default 1, to the end).
+//! Stops everything it started (the sidecar also dies with it).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

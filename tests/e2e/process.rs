@@ -18,10 +18,6 @@ fn spawn_child(pki: &Pki, yaml: &str) -> SidecarProcess {
     SidecarProcess::start(pki, yaml, |_| {})
 }
 
-fn child_client(pki: &Pki, c: &SidecarProcess) -> reqwest::Client {
-    c.client(pki, Duration::from_secs(60))
-}
-
 fn check(dir: &std::path::Path, yaml: &str) -> (i32, String, String) {
     let path = dir.join("check.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -133,8 +129,8 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
     let pki = Pki::new();
     let up = slow_backend(Duration::from_millis(1500)).await;
     let mut c = spawn_child(&pki, &child_yaml(up, "shutdown_timeout: 20s\n"));
-    let http = child_client(&pki, &c);
-    let url = format!("https://localhost:{}/slow", c.addr.port());
+    let http = c.client(&pki, Duration::from_secs(60));
+    let url = c.url("/slow");
     let mut inflight = Vec::new();
     for _ in 0..20 {
         let http = http.clone();
@@ -188,9 +184,9 @@ async fn a_256_mib_upload_streams_in_constant_memory() {
     let pki = Pki::new();
     let be = echo().await;
     let c = spawn_child(&pki, &child_yaml(be.addr, ""));
-    let http = child_client(&pki, &c);
+    let http = c.client(&pki, Duration::from_secs(60));
     let r = http
-        .post(format!("https://localhost:{}/upload", c.addr.port()))
+        .post(c.url("/upload"))
         .body(stream_body(256, Bytes::from(vec![0x5au8; 1 << 20])))
         .send()
         .await
