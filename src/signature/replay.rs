@@ -82,10 +82,13 @@ impl Shard {
                 self.seen.remove(&tag);
             }
         }
-        // After a burst, hand the room back once an eighth of it is live.
+        // After a burst, hand the room back once an eighth of it is live, down to about four
+        // times the live entries: between this threshold and `record`'s half, so the next
+        // entries do not grow the table straight back.
+        // Small tables are left alone: their room is a few kilobytes.
         let live = self.seen.len();
-        if self.room > 64 && live < self.room / 8 {
-            self.seen.shrink_to(live * 2);
+        if self.room > 1024 && live < self.room / 8 {
+            self.seen.shrink_to(live * 4);
             self.expiry.shrink_to(live * 2);
             self.room = self.seen.capacity();
         }
@@ -306,13 +309,39 @@ mod tests {
         let n = churn(&r, 1000, 60, 2000, 0);
         let burst: usize = r.rooms().iter().sum();
         // A trickle afterwards: the burst's entries expire and the tables shrink.
-        churn(&r, 1060, 120, 10, n);
+        let n = churn(&r, 1060, 120, 100, n);
         let after: usize = r.rooms().iter().sum();
         assert!(
             after * 8 < burst,
             "room {burst} during the burst, {after} after"
         );
-        assert!(r.len() < 700, "{} live after the trickle", r.len());
+        assert!(r.len() < 7000, "{} live after the trickle", r.len());
+        // The trickle goes on: the shrunk tables keep their size (no grow right after a shrink,
+        // no shrink-grow cycle).
+        let shrunk = r.rooms();
+        churn(&r, 1180, 600, 100, n);
+        assert_eq!(r.rooms(), shrunk);
+    }
+
+    #[test]
+    fn a_shrunk_table_takes_the_next_entries_without_growing() {
+        let mut shard = Shard::default();
+        for i in 0..4096 {
+            shard.record(tag_of(&distinct(i)), 100);
+        }
+        // 112 entries stay: a table shrunk to twice that (room 224) would double at the next one.
+        for i in 0..112 {
+            shard.record(tag_of(&distinct(10_000 + i)), 200);
+        }
+        let burst = shard.room;
+        shard.evict(150);
+        assert_eq!(shard.seen.len(), 112);
+        let shrunk = shard.room;
+        assert!(shrunk * 8 < burst, "room {burst} → {shrunk}");
+        for i in 0..8 {
+            shard.record(tag_of(&distinct(20_000 + i)), 200);
+        }
+        assert_eq!(shard.room, shrunk);
     }
 
     #[test]
