@@ -618,9 +618,12 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
         // serde_yaml_ng starts a nested field's message with its path too: name it once.
-        let message = match message.strip_prefix(path.as_str()) {
-            Some(rest) if rest.starts_with(": ") => rest[2..].to_string(),
-            _ => message,
+        let message = match message
+            .strip_prefix(path.as_str())
+            .and_then(|rest| rest.strip_prefix(": "))
+        {
+            Some(rest) => rest.to_string(),
+            None => message,
         };
         ConfigError::one(error_at(file, path), message)
     })
