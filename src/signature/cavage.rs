@@ -179,22 +179,17 @@ pub fn parse(input: &str) -> Result<Params<'_>, ParseError> {
             Cow::Borrowed(&input[vstart..i])
         };
         let mut ignored = None;
-        let slot: (&'static str, &mut Option<Cow<'_, str>>) = if name.eq_ignore_ascii_case("keyid")
-        {
-            ("keyId", &mut key_id)
-        } else if name.eq_ignore_ascii_case("algorithm") {
-            ("algorithm", &mut algorithm)
-        } else if name.eq_ignore_ascii_case("headers") {
-            ("headers", &mut headers)
-        } else if name.eq_ignore_ascii_case("signature") {
-            ("signature", &mut signature)
-        } else if name.eq_ignore_ascii_case("created") {
-            ("created", &mut created)
-        } else if name.eq_ignore_ascii_case("expires") {
-            ("expires", &mut expires)
-        } else {
+        let is = |known: &str| name.eq_ignore_ascii_case(known);
+        // Dispatched on the length first: one comparison per parameter.
+        let slot: (&'static str, &mut Option<Cow<'_, str>>) = match name.len() {
+            5 if is("keyid") => ("keyId", &mut key_id),
+            7 if is("headers") => ("headers", &mut headers),
+            7 if is("created") => ("created", &mut created),
+            7 if is("expires") => ("expires", &mut expires),
+            9 if is("signature") => ("signature", &mut signature),
+            9 if is("algorithm") => ("algorithm", &mut algorithm),
             // The draft: parameters that are not recognised are ignored.
-            ("", &mut ignored)
+            _ => ("", &mut ignored),
         };
         if !slot.0.is_empty() {
             if slot.1.is_some() {
@@ -249,14 +244,6 @@ pub fn parse(input: &str) -> Result<Params<'_>, ParseError> {
     })
 }
 
-fn lower(s: Cow<'_, str>) -> Cow<'_, str> {
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(s.to_ascii_lowercase())
-    } else {
-        s
-    }
-}
-
 fn split_headers(h: Cow<'_, str>) -> Result<Vec<Cow<'_, str>>, ParseError> {
     fn push<'a>(out: &mut Vec<Cow<'a, str>>, part: Cow<'a, str>) -> Result<(), ParseError> {
         out.push(part);
@@ -267,16 +254,17 @@ fn split_headers(h: Cow<'_, str>) -> Result<Vec<Cow<'_, str>>, ParseError> {
     }
     let mut out = Vec::with_capacity(8);
     match h {
-        Cow::Borrowed(s) => {
-            for (start, end) in words(s.as_bytes()) {
-                push(&mut out, lower(Cow::Borrowed(&s[start..end])))?;
-            }
-        }
-        Cow::Owned(s) => {
-            for (start, end) in words(s.as_bytes()) {
-                push(&mut out, Cow::Owned(s[start..end].to_ascii_lowercase()))?;
-            }
-        }
+        Cow::Borrowed(s) => each_word(s, |w, upper| {
+            let w = if upper {
+                Cow::Owned(w.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(w)
+            };
+            push(&mut out, w)
+        })?,
+        Cow::Owned(s) => each_word(&s, |w, _| {
+            push(&mut out, Cow::Owned(w.to_ascii_lowercase()))
+        })?,
     }
     if out.is_empty() {
         return Err(ParseError::Headers(
@@ -286,20 +274,31 @@ fn split_headers(h: Cow<'_, str>) -> Result<Vec<Cow<'_, str>>, ParseError> {
     Ok(out)
 }
 
-/// The spans of a space- or tab-separated list, empty entries skipped.
-fn words(b: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        i = skip_ws(b, i);
-        if i >= b.len() {
-            return None;
+/// Calls `f` with each entry of a space- or tab-separated list (empty entries skipped) and
+/// whether it holds an upper-case letter, in one pass over the bytes.
+fn each_word<'s>(
+    s: &'s str,
+    mut f: impl FnMut(&'s str, bool) -> Result<(), ParseError>,
+) -> Result<(), ParseError> {
+    let mut start = None;
+    let mut upper = false;
+    for (i, &c) in s.as_bytes().iter().enumerate() {
+        if is_ws(c) {
+            if let Some(st) = start.take() {
+                f(&s[st..i], upper)?;
+            }
+        } else {
+            if start.is_none() {
+                start = Some(i);
+                upper = false;
+            }
+            upper |= c.is_ascii_uppercase();
         }
-        let start = i;
-        while i < b.len() && !is_ws(b[i]) {
-            i += 1;
-        }
-        Some((start, i))
-    })
+    }
+    if let Some(st) = start {
+        f(&s[st..], upper)?;
+    }
+    Ok(())
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -320,33 +319,46 @@ pub fn decode_signature(v: &str) -> Result<Vec<u8>, ParseError> {
     if v.is_empty() {
         return Err(ParseError::Signature("is empty"));
     }
-    let unescaped: Cow<'_, [u8]> = match memchr::memchr(b'%', v.as_bytes()) {
-        None => Cow::Borrowed(v.as_bytes()),
-        Some(first) => {
-            let b = v.as_bytes();
-            let mut out = Vec::with_capacity(b.len());
-            out.extend_from_slice(&b[..first]);
-            let mut rest = &b[first..];
-            while let Some(i) = memchr::memchr(b'%', rest) {
-                out.extend_from_slice(&rest[..i]);
-                let (Some(h), Some(l)) = (
-                    rest.get(i + 1).copied().and_then(hex),
-                    rest.get(i + 2).copied().and_then(hex),
-                ) else {
-                    return Err(ParseError::Signature(
-                        "has a `%` that is not followed by two hex digits",
-                    ));
-                };
-                out.push(h << 4 | l);
-                rest = &rest[i + 3..];
-            }
-            out.extend_from_slice(rest);
-            Cow::Owned(out)
-        }
+    let b = v.as_bytes();
+    let decode = |text: &[u8]| {
+        STANDARD
+            .decode(text)
+            .map_err(|_| ParseError::Signature("is not standard base64 with padding"))
     };
-    STANDARD
-        .decode(&unescaped)
-        .map_err(|_| ParseError::Signature("is not standard base64 with padding"))
+    let Some(first) = memchr::memchr(b'%', b) else {
+        return decode(b);
+    };
+    // Escaped values of the usual sizes (up to a 4096-bit RSA signature) are unescaped on the
+    // stack; longer ones on the heap.
+    let mut stack = [0u8; 768];
+    let mut heap = Vec::new();
+    let out: &mut [u8] = if b.len() <= stack.len() {
+        &mut stack
+    } else {
+        heap.resize(b.len(), 0);
+        &mut heap
+    };
+    out[..first].copy_from_slice(&b[..first]);
+    let mut n = first;
+    let mut rest = &b[first..];
+    while let Some(i) = memchr::memchr(b'%', rest) {
+        out[n..n + i].copy_from_slice(&rest[..i]);
+        n += i;
+        let (Some(h), Some(l)) = (
+            rest.get(i + 1).copied().and_then(hex),
+            rest.get(i + 2).copied().and_then(hex),
+        ) else {
+            return Err(ParseError::Signature(
+                "has a `%` that is not followed by two hex digits",
+            ));
+        };
+        out[n] = h << 4 | l;
+        n += 1;
+        rest = &rest[i + 3..];
+    }
+    out[n..n + rest.len()].copy_from_slice(rest);
+    n += rest.len();
+    decode(&out[..n])
 }
 
 /// How the signing string treats Tyk's quirks.
@@ -586,6 +598,30 @@ mod tests {
         }
         // Non-canonical trailing bits are refused (strict).
         assert!(decode_signature("YWJ=").is_err());
+    }
+
+    #[test]
+    fn escaped_values_of_every_length_decode() {
+        // Short escaped values are unescaped on the stack, long ones (an 8192-bit RSA signature
+        // is 1,368 characters of base64) on the heap: both sides of the boundary, and the limit.
+        for n in [1usize, 32, 256, 540, 560, 575, 576, 577, 600, 1024, 3000] {
+            let raw: Vec<u8> = (0..n).map(|i| (i * 7 + 0xf8) as u8).collect();
+            let escaped = STANDARD
+                .encode(&raw)
+                .replace('+', "%2B")
+                .replace('/', "%2f")
+                .replace('=', "%3D");
+            if escaped.len() > MAX_SIGNATURE {
+                assert_eq!(
+                    decode_signature(&escaped),
+                    Err(ParseError::Signature("is too long"))
+                );
+            } else {
+                assert_eq!(decode_signature(&escaped).unwrap(), raw, "{n} bytes");
+            }
+        }
+        let long_bad = format!("{}%G0", "A".repeat(1000));
+        assert!(decode_signature(&long_bad).is_err());
     }
 
     #[test]
