@@ -290,7 +290,7 @@ header_args() { for h in "${HEADERS[@]:-}"; do [ -n "$h" ] && printf -- '-H\0%s\
 declare -A CPU_US SYS_US P50 P99 P999 SAT SATP99 NOKA RSS_IDLE RSS_LOAD READY OK CPU_RANGE
 # Each metric collects one value per round (space-separated); the report shows the median.
 append() { local -n arr=$1; arr[$2]="${arr[$2]:-} $3"; }
-median() { python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:] if x not in ('-','')]; print(round(statistics.median(v),2) if v else '-')" $1; }
+median() { python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:] if x not in ('-','')]; m=round(statistics.median(v),2) if v else None; print('-' if m is None else (int(m) if m == int(m) else m))" $1; }
 for round in $(seq 1 "$REPEAT"); do
 echo "# round $round of $REPEAT" >&2
 for t in $TARGETS; do
