@@ -328,8 +328,8 @@ pub fn decode_signature(v: &str) -> Result<Vec<u8>, ParseError> {
     let Some(first) = memchr::memchr(b'%', b) else {
         return decode(b);
     };
-    // Escaped values of the usual sizes (up to a 4096-bit RSA signature) are unescaped on the
-    // stack; longer ones on the heap.
+    // Escaped values up to 768 bytes (Tyk escapes HMAC values: under 120 characters) are
+    // unescaped on the stack, longer ones on the heap.
     let mut stack = [0u8; 768];
     let mut heap = Vec::new();
     let out: &mut [u8] = if b.len() <= stack.len() {
@@ -602,9 +602,10 @@ mod tests {
 
     #[test]
     fn escaped_values_of_every_length_decode() {
-        // Short escaped values are unescaped on the stack, long ones (an 8192-bit RSA signature
-        // is 1,368 characters of base64) on the heap: both sides of the boundary, and the limit.
-        for n in [1usize, 32, 256, 540, 560, 575, 576, 577, 600, 1024, 3000] {
+        // Escaped values up to 768 bytes are unescaped on the stack, longer ones on the heap:
+        // 541 and 546 bytes escape to exactly 768 characters, 545 to 770; 1024 bytes (an
+        // 8192-bit RSA signature) to 1,456; 3000 bytes to more than MAX_SIGNATURE.
+        for n in [1usize, 32, 256, 540, 541, 545, 546, 560, 600, 1024, 3000] {
             let raw: Vec<u8> = (0..n).map(|i| (i * 7 + 0xf8) as u8).collect();
             let escaped = STANDARD
                 .encode(&raw)
