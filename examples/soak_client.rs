@@ -6,8 +6,8 @@
 //! key rotates (the new key is added to keys.yaml, the signer switches to it, the old key is
 //! removed and must then be refused), and half a period later the server certificate rotates (a
 //! Kubernetes-style `..data` symlink swap); each step waits for the sidecar's metrics to show the
-//! reload. The HTTP client is rebuilt every
-//! `--reconnect-every` seconds, so new TLS connections meet the new certificate.
+//! reload. The HTTP client is rebuilt every `--reconnect-every` seconds, so new TLS connections
+//! meet the new certificate.
 //!
 //! Prints per-minute requests, errors, latency percentiles and the sidecar's RSS (all of it, and
 //! its anonymous part: heap and stacks, without the binary's file-backed pages), then a summary.
