@@ -102,11 +102,11 @@ impl Algorithm {
 
     /// True when a request naming `requested` may be verified with this algorithm.
     pub fn accepts_name(self, requested: &str) -> bool {
-        requested.eq_ignore_ascii_case("hs2019")
-            || self
-                .names()
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(requested))
+        // Signers send the lower-case name: compared whole first, then case-insensitively.
+        let names = self.names();
+        names.contains(&requested)
+            || requested.eq_ignore_ascii_case("hs2019")
+            || names.iter().any(|n| n.eq_ignore_ascii_case(requested))
     }
 
     /// The key material this algorithm needs.

@@ -212,7 +212,9 @@ impl Format {
 #[derive(Debug, Default)]
 pub struct Registry {
     keys: Vec<Arc<Key>>,
-    by_id: HashMap<Arc<str>, Arc<Key>>,
+    /// foldhash rather than SipHash: the map is built from the operator's file, so a client's
+    /// `keyId` can only look up, never fill it with colliding entries.
+    by_id: HashMap<Arc<str>, Arc<Key>, foldhash::fast::RandomState>,
     api_keys: Vec<Arc<Key>>,
     warnings: Vec<String>,
     files: Vec<(PathBuf, [u8; 32])>,
