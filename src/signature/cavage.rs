@@ -6,9 +6,11 @@
 //! it holds `%` (Tyk URL-escapes HMAC values, either hex case), then strict standard base64.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use http::HeaderValue;
 
 use super::Message;
 
@@ -275,28 +277,24 @@ fn split_headers(h: Cow<'_, str>) -> Result<Vec<Cow<'_, str>>, ParseError> {
 }
 
 /// Calls `f` with each entry of a space- or tab-separated list (empty entries skipped) and
-/// whether it holds an upper-case letter, in one pass over the bytes.
+/// whether it holds an upper-case letter. Upper case is looked for in the whole list at once
+/// (no branch per byte), and then per entry only when the list has any.
 fn each_word<'s>(
     s: &'s str,
     mut f: impl FnMut(&'s str, bool) -> Result<(), ParseError>,
 ) -> Result<(), ParseError> {
-    let mut start = None;
-    let mut upper = false;
-    for (i, &c) in s.as_bytes().iter().enumerate() {
-        if is_ws(c) {
-            if let Some(st) = start.take() {
-                f(&s[st..i], upper)?;
-            }
-        } else {
-            if start.is_none() {
-                start = Some(i);
-                upper = false;
-            }
-            upper |= c.is_ascii_uppercase();
+    let b = s.as_bytes();
+    let any_upper = b.iter().fold(false, |u, c| u | c.is_ascii_uppercase());
+    let mut i = 0;
+    while i < b.len() {
+        if is_ws(b[i]) {
+            i += 1;
+            continue;
         }
-    }
-    if let Some(st) = start {
-        f(&s[st..], upper)?;
+        let end = memchr::memchr2(b' ', b'\t', &b[i..]).map_or(b.len(), |n| i + n);
+        let w = &s[i..end];
+        f(w, any_upper && w.bytes().any(|c| c.is_ascii_uppercase()))?;
+        i = end;
     }
     Ok(())
 }
@@ -310,9 +308,15 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// Room for a decoded signature on the stack: HMAC (up to SHA-512), Ed25519 and ECDSA (DER
+/// included) fit; RSA signatures are decoded on the heap.
+pub type SigBuf = [u8; 128];
+
+const NOT_BASE64: ParseError = ParseError::Signature("is not standard base64 with padding");
+
 /// Decodes a signature value: percent-decoding (either hex case) when it holds `%`, then strict
-/// standard base64 with padding.
-pub fn decode_signature(v: &str) -> Result<Vec<u8>, ParseError> {
+/// standard base64 with padding, into `buf` when it fits.
+pub fn decode_signature<'b>(v: &str, buf: &'b mut SigBuf) -> Result<Cow<'b, [u8]>, ParseError> {
     if v.len() > MAX_SIGNATURE {
         return Err(ParseError::Signature("is too long"));
     }
@@ -320,13 +324,19 @@ pub fn decode_signature(v: &str) -> Result<Vec<u8>, ParseError> {
         return Err(ParseError::Signature("is empty"));
     }
     let b = v.as_bytes();
-    let decode = |text: &[u8]| {
-        STANDARD
-            .decode(text)
-            .map_err(|_| ParseError::Signature("is not standard base64 with padding"))
+    let decode = |text: &[u8], buf: &'b mut SigBuf| {
+        if base64::decoded_len_estimate(text.len()) <= buf.len() {
+            let n = STANDARD.decode_slice(text, buf).map_err(|_| NOT_BASE64)?;
+            Ok(Cow::Borrowed(&buf[..n]))
+        } else {
+            STANDARD
+                .decode(text)
+                .map(Cow::Owned)
+                .map_err(|_| NOT_BASE64)
+        }
     };
     let Some(first) = memchr::memchr(b'%', b) else {
-        return decode(b);
+        return decode(b, buf);
     };
     // Escaped values up to 768 bytes (Tyk escapes HMAC values: under 120 characters) are
     // unescaped on the stack, longer ones on the heap.
@@ -358,7 +368,7 @@ pub fn decode_signature(v: &str) -> Result<Vec<u8>, ParseError> {
     }
     out[n..n + rest.len()].copy_from_slice(rest);
     n += rest.len();
-    decode(&out[..n])
+    decode(&out[..n], buf)
 }
 
 /// How the signing string treats Tyk's quirks.
@@ -380,9 +390,16 @@ pub enum BuildError {
 }
 
 /// Appends the trimmed value(s) of a header: all lines joined with `, `, or the first only.
-/// Returns how many lines the header has (0 when absent; the authority stands in for `host`).
-pub fn push_field(out: &mut Vec<u8>, msg: &Message<'_>, name: &str, first_only: bool) -> usize {
+/// Returns how many lines the header has (0 when absent; the authority stands in for `host`)
+/// and its first line.
+fn push_field<'m>(
+    out: &mut Vec<u8>,
+    msg: &Message<'m>,
+    name: &str,
+    first_only: bool,
+) -> (usize, Option<&'m HeaderValue>) {
     let mut lines = 0;
+    let mut first = None;
     for v in msg.headers.get_all(name) {
         if lines > 0 {
             lines += 1;
@@ -392,6 +409,7 @@ pub fn push_field(out: &mut Vec<u8>, msg: &Message<'_>, name: &str, first_only: 
             out.extend_from_slice(b", ");
         } else {
             lines = 1;
+            first = Some(v);
         }
         out.extend_from_slice(trim_ows(v.as_bytes()));
     }
@@ -400,9 +418,9 @@ pub fn push_field(out: &mut Vec<u8>, msg: &Message<'_>, name: &str, first_only: 
         && let Some(a) = msg.authority
     {
         out.extend_from_slice(a.as_bytes());
-        return 1;
+        return (1, None);
     }
-    lines
+    (lines, first)
 }
 
 /// A value without leading and trailing spaces and tabs.
@@ -424,15 +442,35 @@ pub fn trim_ows(mut v: &[u8]) -> &[u8] {
     v
 }
 
+/// A signing string, and the signed date it holds.
+#[derive(Debug)]
+pub struct SigningString<'m> {
+    /// The bytes that are signed.
+    pub base: Vec<u8>,
+    /// The covered date for the freshness check: `Date`'s first line, or Tyk's `X-Aux-Date`
+    /// where it stood in (`tyk_compat`); `None` when `date` is not covered or is absent.
+    pub date: Option<SignedDate<'m>>,
+}
+
+/// The header a covered date was read from, and its value.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedDate<'m> {
+    /// `Date` or `X-Aux-Date`.
+    pub header: &'static str,
+    /// The header's value.
+    pub value: &'m HeaderValue,
+}
+
 /// Builds the signing string: one `name: value` line per `headers=` entry, joined by `\n`.
 /// `notes` collects what a quirk changed (for `--explain` and logs).
-pub fn signing_string(
-    msg: &Message<'_>,
+pub fn signing_string<'m>(
+    msg: &Message<'m>,
     p: &Params<'_>,
     q: Quirks,
     notes: &mut Vec<String>,
-) -> Result<Vec<u8>, BuildError> {
+) -> Result<SigningString<'m>, BuildError> {
     let mut out = Vec::with_capacity(256);
+    let mut date = None;
     for (i, name) in p.headers.iter().enumerate() {
         if i > 0 {
             out.push(b'\n');
@@ -456,19 +494,21 @@ pub fn signing_string(
                 let v = v.ok_or(BuildError::MissingParam(n))?;
                 out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(b": ");
-                out.extend_from_slice(v.to_string().as_bytes());
+                // Writing into a Vec cannot fail.
+                let _ = write!(out, "{v}");
             }
             _ => {
                 if q.tyk_compat && name == "date" {
-                    let aux = msg
-                        .headers
-                        .get(&super::X_AUX_DATE)
-                        .map(|v| trim_ows(v.as_bytes()));
+                    let aux = msg.headers.get(&super::X_AUX_DATE);
                     if let Some(aux) = aux
-                        && !aux.is_empty()
+                        && !trim_ows(aux.as_bytes()).is_empty()
                     {
                         out.extend_from_slice(b"x-aux-date: ");
-                        out.extend_from_slice(aux);
+                        out.extend_from_slice(trim_ows(aux.as_bytes()));
+                        date = Some(SignedDate {
+                            header: "X-Aux-Date",
+                            value: aux,
+                        });
                         notes.push("`date` was read from X-Aux-Date (tyk_compat)".to_string());
                         continue;
                     }
@@ -476,7 +516,13 @@ pub fn signing_string(
                 let mark = out.len();
                 out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(b": ");
-                let lines = push_field(&mut out, msg, name, q.tyk_compat);
+                let (lines, first) = push_field(&mut out, msg, name, q.tyk_compat);
+                if name == "date" {
+                    date = first.map(|value| SignedDate {
+                        header: "Date",
+                        value,
+                    });
+                }
                 if lines == 0 {
                     if q.absent_empty {
                         notes.push(format!(
@@ -498,13 +544,17 @@ pub fn signing_string(
             }
         }
     }
-    Ok(out)
+    Ok(SigningString { base: out, date })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn decode_signature(v: &str) -> Result<Vec<u8>, ParseError> {
+        super::decode_signature(v, &mut [0; 128]).map(Cow::into_owned)
+    }
 
     #[test]
     fn tyk_header_parses() {
@@ -604,8 +654,10 @@ mod tests {
     fn escaped_values_of_every_length_decode() {
         // Escaped values up to 768 bytes are unescaped on the stack, longer ones on the heap:
         // 541 and 546 bytes escape to exactly 768 characters, 545 to 770; 1024 bytes (an
-        // 8192-bit RSA signature) to 1,456; 3000 bytes to more than MAX_SIGNATURE.
-        for n in [1usize, 32, 256, 540, 541, 545, 546, 560, 600, 1024, 3000] {
+        // 8192-bit RSA signature) to 1,456; 3000 bytes to more than MAX_SIGNATURE. Decoded
+        // values up to 126 bytes go to the 128-byte `SigBuf` (127 bytes take 172 base64
+        // characters, whose estimate is 129), longer ones to the heap.
+        for n in [1usize, 32, 126, 127, 256, 540, 541, 545, 546, 560, 600, 1024, 3000] {
             let raw: Vec<u8> = (0..n).map(|i| (i * 7 + 0xf8) as u8).collect();
             let escaped = STANDARD
                 .encode(&raw)

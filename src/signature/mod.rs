@@ -743,7 +743,8 @@ impl Verifier {
                 return Err(fail(Stage::Parse, Reject::MalformedSignature, m));
             }
         };
-        let sig = match cavage::decode_signature(&p.signature) {
+        let mut sig_buf: cavage::SigBuf = [0; 128];
+        let sig = match cavage::decode_signature(&p.signature, &mut sig_buf) {
             Ok(s) => s,
             Err(e) => {
                 let m = format!("{source}: {e}");
@@ -800,8 +801,8 @@ impl Verifier {
             absent_empty: self.settings.tyk_compat && self.settings.tyk_absent_headers_empty,
         };
         let mut notes = Vec::new();
-        let base = match cavage::signing_string(msg, &p, quirks, &mut notes) {
-            Ok(b) => b,
+        let signing = match cavage::signing_string(msg, &p, quirks, &mut notes) {
+            Ok(s) => s,
             Err(e) => {
                 let m = match e {
                     cavage::BuildError::Absent(h) => format!(
@@ -821,9 +822,9 @@ impl Verifier {
         }
         if let Some(a) = tr.as_mut() {
             a.notes.extend(notes);
-            a.base = Some(base.clone());
+            a.base = Some(signing.base.clone());
         }
-        if !alg::verify(key, Scheme::Cavage, &base, &sig) {
+        if !alg::verify(key, Scheme::Cavage, &signing.base, &sig) {
             let m = format!(
                 "the signature does not verify with key `{}` ({}) over the signing string of headers=\"{}\"",
                 key.id,
@@ -844,40 +845,28 @@ impl Verifier {
             step!(tr, Stage::Freshness, false, "{m}");
             fail(Stage::Freshness, Reject::SignatureExpired, m)
         };
-        if p.headers.iter().any(|h| h == "date") {
-            let aux = if self.settings.tyk_compat {
-                msg.headers
-                    .get(&X_AUX_DATE)
-                    .filter(|v| !v.as_bytes().is_empty())
-            } else {
-                None
+        if let Some(d) = signing.date {
+            let name = d.header;
+            let text = match std::str::from_utf8(d.value.as_bytes()) {
+                Ok(t) => Cow::Borrowed(t),
+                Err(_) => String::from_utf8_lossy(d.value.as_bytes()),
             };
-            let (name, value) = match aux {
-                Some(v) => ("X-Aux-Date", Some(v)),
-                None => ("Date", msg.headers.get(header::DATE)),
+            let t = date::parse(&text, &self.settings.date_zones).map_err(|e| {
+                let m = format!("the signed {name} `{}` {e}", shown(&text));
+                step!(tr, Stage::Freshness, false, "{m}");
+                fail(Stage::Freshness, Reject::MalformedSignature, m)
+            })?;
+            let what = || {
+                format!(
+                    "the signed {name} `{}` ({})",
+                    shown(&text),
+                    crate::registry::rfc3339(t)
+                )
             };
-            if let Some(v) = value {
-                let text = match std::str::from_utf8(v.as_bytes()) {
-                    Ok(t) => Cow::Borrowed(t),
-                    Err(_) => String::from_utf8_lossy(v.as_bytes()),
-                };
-                let t = date::parse(&text, &self.settings.date_zones).map_err(|e| {
-                    let m = format!("the signed {name} `{}` {e}", shown(&text));
-                    step!(tr, Stage::Freshness, false, "{m}");
-                    fail(Stage::Freshness, Reject::MalformedSignature, m)
-                })?;
-                let what = || {
-                    format!(
-                        "the signed {name} `{}` ({})",
-                        shown(&text),
-                        crate::registry::rfc3339(t)
-                    )
-                };
-                tighten(
-                    self.window(what, date::unix(t), now_s)
-                        .map_err(|m| fresh_fail(m, tr))?,
-                );
-            }
+            tighten(
+                self.window(what, date::unix(t), now_s)
+                    .map_err(|m| fresh_fail(m, tr))?,
+            );
         }
         if cover.created
             && let Some(c) = p.created

@@ -263,11 +263,12 @@ pub fn cavage(
         tyk_compat: spec.tyk,
         absent_empty: false,
     };
-    let base =
-        cavage::signing_string(msg, &params, quirks, &mut Vec::new()).map_err(|e| match e {
+    let base = cavage::signing_string(msg, &params, quirks, &mut Vec::new())
+        .map_err(|e| match e {
             cavage::BuildError::Absent(h) => format!("the request has no `{h}` header to sign"),
             cavage::BuildError::MissingParam(p) => format!("({p}) is listed but no {p} is set"),
-        })?;
+        })?
+        .base;
     let raw = STANDARD.encode(signer.sign(Scheme::Cavage, &base)?);
     let value = if spec.tyk && signer.is_hmac() {
         query_escape(&raw)
