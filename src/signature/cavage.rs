@@ -657,7 +657,9 @@ mod tests {
         // 8192-bit RSA signature) to 1,456; 3000 bytes to more than MAX_SIGNATURE. Decoded
         // values up to 126 bytes go to the 128-byte `SigBuf` (127 bytes take 172 base64
         // characters, whose estimate is 129), longer ones to the heap.
-        for n in [1usize, 32, 126, 127, 256, 540, 541, 545, 546, 560, 600, 1024, 3000] {
+        for n in [
+            1usize, 32, 126, 127, 256, 540, 541, 545, 546, 560, 600, 1024, 3000,
+        ] {
             let raw: Vec<u8> = (0..n).map(|i| (i * 7 + 0xf8) as u8).collect();
             let escaped = STANDARD
                 .encode(&raw)

@@ -6,7 +6,9 @@
 //! `;key=` and `;bs`. Signature parameters `created` `expires` `nonce` `alg` `keyid` `tag`.
 
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
-use sfv::{BareItem, DictSerializer, Dictionary, Item, ListEntry, ListSerializer, Parser};
+use sfv::{
+    BareItem, DictSerializer, Dictionary, Item, ItemSerializer, ListEntry, ListSerializer, Parser,
+};
 
 use super::Message;
 use super::cavage::trim_ows;
@@ -180,9 +182,9 @@ fn component(item: &Item) -> Result<Component, String> {
         }
     }
     let mut id = String::with_capacity(name.len() + 16);
-    let mut ser = ListSerializer::with_buffer(&mut id);
-    ser.members(std::iter::once(&ListEntry::Item(item.clone())));
-    let _ = ser.finish();
+    let _ = ItemSerializer::with_buffer(&mut id)
+        .bare_item(&item.bare_item)
+        .parameters(&item.params);
     Ok(Component {
         name: name.to_string(),
         id,
@@ -310,14 +312,11 @@ fn parse_one(
             ));
         }
     };
-    let mut ser = DictSerializer::new();
-    ser.members(std::iter::once((label, entry)));
-    let full = ser.finish().unwrap_or_default();
-    let params = full
-        .strip_prefix(l)
-        .and_then(|s| s.strip_prefix('='))
-        .unwrap_or(&full)
-        .to_string();
+    // The inner list serialized on its own: the member's value without `label=`.
+    let mut params = String::with_capacity(64 + 16 * list.items.len());
+    let mut ser = ListSerializer::with_buffer(&mut params);
+    ser.members(std::iter::once(entry));
+    let _ = ser.finish();
     Ok(Signature {
         label: l.to_string(),
         components,
