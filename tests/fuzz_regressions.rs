@@ -40,9 +40,9 @@ fn cavage() {
         };
         let params = cavage::strip_scheme(text).unwrap_or(text);
         if let Ok(p) = cavage::parse(params) {
-            let _ = cavage::decode_signature(&p.signature, &mut [0; 128]);
+            let _ = cavage::decode_signature(&p.signature, &mut [0; cavage::SIG_BUF_LEN]);
         }
-        let _ = cavage::decode_signature(text, &mut [0; 128]);
+        let _ = cavage::decode_signature(text, &mut [0; cavage::SIG_BUF_LEN]);
         eprintln!("{name}: ok");
     }
 }

@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
                     .any(|b| b.is_ascii_uppercase() || b == b' ' || b == b'\t')
             );
         }
-        if let Ok(sig) = cavage::decode_signature(&p.signature, &mut [0; 128]) {
+        if let Ok(sig) = cavage::decode_signature(&p.signature, &mut [0; cavage::SIG_BUF_LEN]) {
             assert!(sig.len() <= cavage::MAX_SIGNATURE / 4 * 3);
         }
         let mut headers = HeaderMap::new();
@@ -66,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    if let Ok(sig) = cavage::decode_signature(text, &mut [0; 128]) {
+    if let Ok(sig) = cavage::decode_signature(text, &mut [0; cavage::SIG_BUF_LEN]) {
         assert!(sig.len() <= cavage::MAX_SIGNATURE / 4 * 3);
     }
 });

@@ -247,26 +247,31 @@ pub fn parse(input: &str) -> Result<Params<'_>, ParseError> {
 }
 
 fn split_headers(h: Cow<'_, str>) -> Result<Vec<Cow<'_, str>>, ParseError> {
-    fn push<'a>(out: &mut Vec<Cow<'a, str>>, part: Cow<'a, str>) -> Result<(), ParseError> {
-        out.push(part);
-        if out.len() > MAX_HEADERS {
+    let mut out = Vec::with_capacity(8);
+    let mut push = |w| {
+        if out.len() == MAX_HEADERS {
             return Err(ParseError::Headers("lists more than 64 entries"));
         }
+        out.push(w);
         Ok(())
-    }
-    let mut out = Vec::with_capacity(8);
+    };
     match h {
-        Cow::Borrowed(s) => each_word(s, |w, upper| {
-            let w = if upper {
-                Cow::Owned(w.to_ascii_lowercase())
-            } else {
-                Cow::Borrowed(w)
-            };
-            push(&mut out, w)
-        })?,
-        Cow::Owned(s) => each_word(&s, |w, _| {
-            push(&mut out, Cow::Owned(w.to_ascii_lowercase()))
-        })?,
+        Cow::Borrowed(s) => {
+            // Upper case is looked for once over the whole list, then per entry only if found.
+            let any_upper = has_upper(s);
+            for w in words(s) {
+                push(if any_upper && has_upper(w) {
+                    Cow::Owned(w.to_ascii_lowercase())
+                } else {
+                    Cow::Borrowed(w)
+                })?;
+            }
+        }
+        Cow::Owned(s) => {
+            for w in words(&s) {
+                push(Cow::Owned(w.to_ascii_lowercase()))?;
+            }
+        }
     }
     if out.is_empty() {
         return Err(ParseError::Headers(
@@ -276,27 +281,25 @@ fn split_headers(h: Cow<'_, str>) -> Result<Vec<Cow<'_, str>>, ParseError> {
     Ok(out)
 }
 
-/// Calls `f` with each entry of a space- or tab-separated list (empty entries skipped) and
-/// whether it holds an upper-case letter. Upper case is looked for in the whole list at once
-/// (no branch per byte), and then per entry only when the list has any.
-fn each_word<'s>(
-    s: &'s str,
-    mut f: impl FnMut(&'s str, bool) -> Result<(), ParseError>,
-) -> Result<(), ParseError> {
+/// True when `s` holds an upper-case ASCII letter (a fold without a branch per byte).
+fn has_upper(s: &str) -> bool {
+    s.bytes().fold(false, |u, c| u | c.is_ascii_uppercase())
+}
+
+/// The entries of a space- or tab-separated list, empty ones skipped; each entry's end found
+/// by `memchr`.
+fn words(s: &str) -> impl Iterator<Item = &str> {
     let b = s.as_bytes();
-    let any_upper = b.iter().fold(false, |u, c| u | c.is_ascii_uppercase());
     let mut i = 0;
-    while i < b.len() {
-        if is_ws(b[i]) {
-            i += 1;
-            continue;
+    std::iter::from_fn(move || {
+        i = skip_ws(b, i);
+        if i >= b.len() {
+            return None;
         }
-        let end = memchr::memchr2(b' ', b'\t', &b[i..]).map_or(b.len(), |n| i + n);
-        let w = &s[i..end];
-        f(w, any_upper && w.bytes().any(|c| c.is_ascii_uppercase()))?;
-        i = end;
-    }
-    Ok(())
+        let start = i;
+        i = memchr::memchr2(b' ', b'\t', &b[i..]).map_or(b.len(), |n| i + n);
+        Some(&s[start..i])
+    })
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -308,9 +311,12 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// The size of `SigBuf`.
+pub const SIG_BUF_LEN: usize = 128;
+
 /// Room for a decoded signature on the stack: HMAC (up to SHA-512), Ed25519 and ECDSA (DER
 /// included) fit; RSA signatures are decoded on the heap.
-pub type SigBuf = [u8; 128];
+pub type SigBuf = [u8; SIG_BUF_LEN];
 
 const NOT_BASE64: ParseError = ParseError::Signature("is not standard base64 with padding");
 
@@ -498,13 +504,14 @@ pub fn signing_string<'m>(
                 let _ = write!(out, "{v}");
             }
             _ => {
-                if q.tyk_compat && name == "date" {
-                    let aux = msg.headers.get(&super::X_AUX_DATE);
-                    if let Some(aux) = aux
-                        && !trim_ows(aux.as_bytes()).is_empty()
-                    {
+                if q.tyk_compat
+                    && name == "date"
+                    && let Some(aux) = msg.headers.get(&super::X_AUX_DATE)
+                {
+                    let text = trim_ows(aux.as_bytes());
+                    if !text.is_empty() {
                         out.extend_from_slice(b"x-aux-date: ");
-                        out.extend_from_slice(trim_ows(aux.as_bytes()));
+                        out.extend_from_slice(text);
                         date = Some(SignedDate {
                             header: "X-Aux-Date",
                             value: aux,
@@ -553,7 +560,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn decode_signature(v: &str) -> Result<Vec<u8>, ParseError> {
-        super::decode_signature(v, &mut [0; 128]).map(Cow::into_owned)
+        super::decode_signature(v, &mut [0; SIG_BUF_LEN]).map(Cow::into_owned)
     }
 
     #[test]

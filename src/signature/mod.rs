@@ -743,7 +743,7 @@ impl Verifier {
                 return Err(fail(Stage::Parse, Reject::MalformedSignature, m));
             }
         };
-        let mut sig_buf: cavage::SigBuf = [0; 128];
+        let mut sig_buf = [0; cavage::SIG_BUF_LEN];
         let sig = match cavage::decode_signature(&p.signature, &mut sig_buf) {
             Ok(s) => s,
             Err(e) => {
