@@ -633,6 +633,33 @@ mod tests {
             .collect::<Vec<_>>()
             .join(",");
         assert_eq!(parse(&many).unwrap_err(), ParseError::TooMany);
+        // At most 64 entries in headers=: borrowed, lower-cased and unescaped (owned) alike.
+        for (sep, upper) in [(" ", false), ("\t ", true), (" \\", false)] {
+            let list = |n: usize| {
+                let names: Vec<String> = (0..n)
+                    .map(|i| {
+                        if upper {
+                            format!("X-H{i}")
+                        } else {
+                            format!("x-h{i}")
+                        }
+                    })
+                    .collect();
+                format!(
+                    "keyId=\"k\",headers=\"{}\",signature=\"x\"",
+                    names.join(sep)
+                )
+            };
+            let text = list(MAX_HEADERS);
+            let p = parse(&text).unwrap();
+            assert_eq!(p.headers.len(), MAX_HEADERS, "{sep:?}");
+            assert_eq!(p.headers[MAX_HEADERS - 1], "x-h63", "{sep:?}");
+            assert_eq!(
+                parse(&list(MAX_HEADERS + 1)).unwrap_err(),
+                ParseError::Headers("lists more than 64 entries"),
+                "{sep:?}"
+            );
+        }
         assert_eq!(
             parse(&"a".repeat(MAX_LEN + 1)).unwrap_err(),
             ParseError::TooLong
@@ -684,6 +711,12 @@ mod tests {
         }
         let long_bad = format!("{}%G0", "A".repeat(1000));
         assert!(decode_signature(&long_bad).is_err());
+        // Too long for `SigBuf` and not base64 (201 characters): refused on the heap path too.
+        assert_eq!(
+            decode_signature(&"A".repeat(201)),
+            Err(NOT_BASE64),
+            "heap path"
+        );
     }
 
     #[test]
