@@ -99,6 +99,18 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The bytes of a parameter name (`A-Z a-z 0-9 - _`), looked up instead of compared.
+static NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        c += 1;
+    }
+    t
+};
+
 /// Parses `keyId="…",algorithm="…",headers="…",signature="…"` (no scheme prefix).
 pub fn parse(input: &str) -> Result<Params<'_>, ParseError> {
     if input.len() > MAX_LEN {
@@ -119,7 +131,7 @@ pub fn parse(input: &str) -> Result<Params<'_>, ParseError> {
             return Err(ParseError::TooMany);
         }
         let start = i;
-        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'_') {
+        while i < b.len() && NAME_BYTE[usize::from(b[i])] {
             i += 1;
         }
         if i == start {
@@ -592,6 +604,15 @@ mod tests {
         assert!(!d.headers_given);
         let e = parse(r#"keyId="a\"b\\c",signature="x""#).unwrap();
         assert_eq!(e.key_id, "a\"b\\c");
+    }
+
+    #[test]
+    fn parameter_names_are_letters_digits_hyphens_and_underscores() {
+        for c in (0u8..=127).map(char::from).chain(['é', '\u{a0}']) {
+            let input = format!("a{c}b=\"1\",keyId=\"k\",signature=\"x\"");
+            let name_byte = c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            assert_eq!(parse(&input).is_ok(), name_byte, "{c:?} in a parameter name");
+        }
     }
 
     #[test]
