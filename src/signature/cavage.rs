@@ -611,7 +611,11 @@ mod tests {
         for c in (0u8..=127).map(char::from).chain(['é', '\u{a0}']) {
             let input = format!("a{c}b=\"1\",keyId=\"k\",signature=\"x\"");
             let name_byte = c.is_ascii_alphanumeric() || c == '-' || c == '_';
-            assert_eq!(parse(&input).is_ok(), name_byte, "{c:?} in a parameter name");
+            assert_eq!(
+                parse(&input).is_ok(),
+                name_byte,
+                "{c:?} in a parameter name"
+            );
         }
     }
 
