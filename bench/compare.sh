@@ -10,6 +10,11 @@
 # Every figure is the median of --repeat rounds (default 3); within a round the targets run one
 # after another, so slow drifts of the machine hit every target alike.
 #
+# Two reference targets: `direct` (oha straight to the backend: the limit of the load generator) and
+# `tcp-relay` (haproxy in TCP mode on core 0 copying bytes to the backend's own mTLS server on
+# core 1: the same connections, reads and writes per request as a proxy, without TLS, HTTP or any
+# check; its CPU per request is the floor any proxy pays on this machine for moving the bytes).
+#
 # Access logs are off for the peers and `log.access: denied` for countersign; --access-log turns
 # them on for all (nginx's combined format to a file, haproxy's httplog to a file via stdout,
 # countersign's `log.access: all` JSON lines to a file), for the second table.
@@ -22,7 +27,7 @@ set -euo pipefail
 RATE=2000
 SECS=10
 OUT=$(mktemp -d /tmp/countersign-bench.XXXXXX)
-TARGETS="direct nginx haproxy cs cs-hmac cs-rsa cs-ed25519 cs-report"
+TARGETS="direct tcp-relay nginx haproxy cs cs-hmac cs-rsa cs-ed25519 cs-report"
 SATURATION=1
 CONNS=64
 REPEAT=3
@@ -70,6 +75,7 @@ else
 fi
 
 BACKEND_PORT=18080
+BACKEND_TLS_PORT=18081
 PROXY_PORT=18443
 ADMIN_PORT=19901
 
@@ -109,6 +115,15 @@ http {
   access_log off;
   keepalive_requests 1000000;
   server { listen 127.0.0.1:$BACKEND_PORT; location / { return 200 "ok\n"; } }
+  # The same answer behind mTLS, for the tcp-relay target (a proxy that only moves bytes).
+  server {
+    listen 127.0.0.1:$BACKEND_TLS_PORT ssl;
+    ssl_certificate $OUT/pki/server.crt;
+    ssl_certificate_key $OUT/pki/server.key;
+    ssl_client_certificate $OUT/pki/ca.crt;
+    ssl_verify_client on;
+    location / { return 200 "ok\n"; }
+  }
 }
 EOF
 taskset -c 1 "$NGINX" -c "$OUT/backend/nginx.conf" -p "$OUT/backend" &
@@ -116,6 +131,7 @@ PIDS+=($!)
 
 wait_port() { for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 did not open" >&2; return 1; }
 wait_port $BACKEND_PORT
+wait_port $BACKEND_TLS_PORT
 
 # --- helpers -----------------------------------------------------------------------------------
 cpu_ticks() { # utime and stime (clock ticks) summed over the given pids: "user sys"
@@ -157,6 +173,30 @@ start_target() {
       URL="http://127.0.0.1:$BACKEND_PORT/bench"
       TARGET_PIDS=($(nginx_pids "$OUT/backend/nginx.pid"))
       return ;;
+    tcp-relay)
+      # The floor: haproxy in TCP mode copies bytes between oha and the backend's mTLS server
+      # (which terminates TLS on core 1): the same connections, reads and writes per request as a
+      # proxy, without TLS, HTTP or any check.
+      mkdir -p "$OUT/relay"
+      cat > "$OUT/relay/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  bind 127.0.0.1:$PROXY_PORT
+  default_backend be
+backend be
+  server s1 127.0.0.1:$BACKEND_TLS_PORT
+EOF
+      taskset -c 0 "$HAPROXY" -f "$OUT/relay/haproxy.cfg" -db >"$OUT/relay/haproxy.log" 2>&1 &
+      PIDS+=($!)
+      TARGET_PIDS=($!)
+      wait_port $PROXY_PORT ;;
     nginx)
       mkdir -p "$OUT/nginx"
       cat > "$OUT/nginx/nginx.conf" <<EOF
