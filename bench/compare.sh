@@ -19,7 +19,7 @@
 # them on for all (nginx's combined format to a file, haproxy's httplog to a file via stdout,
 # countersign's `log.access: all` JSON lines to a file), for the second table.
 #
-# Usage: bench/compare.sh [--rate R] [--seconds S] [--repeat N] [--out DIR] [--targets LIST] [--skip-saturation] [--access-log]
+# Usage: bench/compare.sh [--rate R] [--seconds S] [--repeat N] [--out NEW_OR_EMPTY_DIR] [--targets LIST] [--skip-saturation] [--access-log]
 # Needs: nginx, haproxy (apt-get install nginx haproxy), oha (cargo install oha --locked; the script
 # installs it when missing), a release build of countersign (built here when missing).
 set -euo pipefail
@@ -79,6 +79,11 @@ BACKEND_TLS_PORT=18081
 PROXY_PORT=18443
 ADMIN_PORT=19901
 
+# Keys, certificates and configs are made afresh for each run; an earlier run's are not reused.
+if [ -d "$OUT" ] && [ -n "$(ls -A "$OUT")" ]; then
+  echo "--out $OUT is not empty: give a new or empty directory" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
 echo "# output in $OUT"
 
