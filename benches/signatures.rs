@@ -252,12 +252,11 @@ fn setup(dir: &Path) -> Vec<(Case, Bare)> {
     ]
 }
 
-/// The least any verifier of the Tyk HMAC request must do with the request as `http` holds it,
-/// with everything that needs parsing known in advance: read the `Authorization` header as
-/// text, percent- and base64-decode the signature (at a position known in advance), rebuild
-/// the signing string from the three covered headers (looked up by name), and the HMAC. No
-/// parameter parsing, key lookup, coverage or `Date` check: what countersign adds to this is its
-/// parsing and checks, and this is the lower bound for the ratio to the bare HMAC.
+/// The least any verifier of the Tyk HMAC request must do with it as `http` holds it, given in
+/// advance everything a parser would find (the signature's position, the covered names): read
+/// `Authorization` as text, percent- and base64-decode the signature, rebuild the signing string
+/// from the target and three header lookups, and the HMAC. No parameter parsing, key lookup,
+/// coverage or `Date` check, so its ratio to the bare HMAC is a lower bound for any verifier.
 fn hmac_floor(
     headers: &HeaderMap,
     target: &str,
