@@ -459,6 +459,31 @@ fn x_aux_date_with_tyk_compat() {
 }
 
 #[test]
+fn a_blank_x_aux_date_leaves_date_to_sign_and_to_check() {
+    // Go's `Header.Get` and hyper both trim, so a blank X-Aux-Date reads as "": Tyk signs `date:`.
+    // The verifier may still be handed it untrimmed (`verify --explain`, an h2 front end).
+    for aux in ["", "  "] {
+        let mut g = GoRequest::new(
+            "GET",
+            "/a",
+            &[
+                ("X-Aux-Date", ""),
+                ("Date", "Thu, 04 Dec 2025 10:00:00 UTC"),
+            ],
+        );
+        tyk_sign(&TykApi::hmac("hmac-sha256"), &mut g, NOW, 9);
+        g.set("X-Aux-Date", aux);
+        let r = g.to_req("/a");
+        let v = tyk_verifier(&compat());
+        let e = explain(&v, &r, NOW);
+        assert!(e.verdict.is_ok(), "{aux:?}: {e}");
+        assert!(!e.to_string().contains("read from X-Aux-Date"), "{aux:?}");
+        // The freshness check reads Date too: an hour later it is stale.
+        refused(&v, &r, NOW + 3600, Reject::SignatureExpired, "signed Date");
+    }
+}
+
+#[test]
 fn signature_header_custom_and_signature() {
     // signature_header: x-tyk-signature -> X-Tyk-Signature: Signature keyId=...
     let mut api = TykApi::hmac("hmac-sha256");
