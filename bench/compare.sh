@@ -167,6 +167,14 @@ load() {
     --cacert "$OUT/pki/ca.crt" --cert "$OUT/pki/client.crt" --key "$OUT/pki/client.key" "$url" 2>/dev/null
 }
 
+# haproxy with config $1 on core 0, its output to $2; it is the target's one process.
+start_haproxy() {
+  taskset -c 0 "$HAPROXY" -f "$1" -db >"$2" 2>&1 &
+  PIDS+=($!)
+  TARGET_PIDS=($!)
+  wait_port $PROXY_PORT
+}
+
 # Starts a target; sets TARGET_PIDS (the processes whose CPU counts), URL and HEADERS.
 start_target() {
   local name=$1
@@ -198,10 +206,7 @@ frontend fe
 backend be
   server s1 127.0.0.1:$BACKEND_TLS_PORT
 EOF
-      taskset -c 0 "$HAPROXY" -f "$OUT/relay/haproxy.cfg" -db >"$OUT/relay/haproxy.log" 2>&1 &
-      PIDS+=($!)
-      TARGET_PIDS=($!)
-      wait_port $PROXY_PORT ;;
+      start_haproxy "$OUT/relay/haproxy.cfg" "$OUT/relay/haproxy.log" ;;
     nginx)
       mkdir -p "$OUT/nginx"
       cat > "$OUT/nginx/nginx.conf" <<EOF
@@ -266,10 +271,7 @@ backend be
   http-reuse always
   server s1 127.0.0.1:$BACKEND_PORT
 EOF
-      taskset -c 0 "$HAPROXY" -f "$OUT/haproxy/haproxy.cfg" -db >"$OUT/haproxy/access.log" 2>&1 &
-      PIDS+=($!)
-      TARGET_PIDS=($!)
-      wait_port $PROXY_PORT ;;
+      start_haproxy "$OUT/haproxy/haproxy.cfg" "$OUT/haproxy/access.log" ;;
     cs|cs-hmac|cs-rsa|cs-ed25519|cs-report)
       local require="[mtls, ip]" mode=enforce
       case "$name" in
