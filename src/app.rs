@@ -30,6 +30,7 @@ use crate::reject::{Denial, Reject};
 use crate::request_id;
 use crate::signature::SignedRequest;
 use crate::state::{Shared, Snapshot};
+use crate::stream_idle::IdleBody;
 use crate::tls::{self, PeerIdentity};
 
 /// What the connection tells every request on it.
@@ -79,7 +80,7 @@ fn ip_header(ip: IpAddr) -> HeaderValue {
 }
 
 /// The response body: a refusal, or the backend's streamed body, with the access line attached.
-pub type ResBody = Logged<Either<Full<Bytes>, crate::upstream::PooledBody>>;
+pub type ResBody = Logged<Either<Full<Bytes>, IdleBody<crate::upstream::PooledBody>>>;
 
 /// The request handler shared by every connection.
 pub struct App {
@@ -182,7 +183,10 @@ impl App {
 
         // Forward.
         let upgrade = proxy::is_upgrade(parts.version, &parts.headers);
-        let mut req = Request::from_parts(parts, body.into_req_body());
+        let mut req = Request::from_parts(
+            parts,
+            body.into_req_body(snap.config.limits.stream_idle_timeout),
+        );
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let record = wants_log(&snap, reported.is_some()).then(|| {
@@ -214,7 +218,12 @@ impl App {
             .metrics
             .count(reported.as_ref().map(|d| d.reject), route.mode);
 
-        let mut resp = match self.proxy.send(Request::from_parts(parts, body)).await {
+        let limits = &snap.config.limits;
+        let mut resp = match self
+            .proxy
+            .send(Request::from_parts(parts, body), limits)
+            .await
+        {
             Ok(r) => r,
             Err(reject) => {
                 route.metrics.observe(start.elapsed());
@@ -243,7 +252,8 @@ impl App {
             r.status = resp.status().as_u16();
             r
         });
-        Ok(resp.map(|b| Logged::new(Either::Right(b), record)))
+        let idle = limits.stream_idle_timeout;
+        Ok(resp.map(|b| Logged::new(Either::Right(IdleBody::response(b, idle)), record)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -316,9 +326,9 @@ enum BodyState {
 }
 
 impl BodyState {
-    fn into_req_body(self) -> ReqBody {
+    fn into_req_body(self, idle: std::time::Duration) -> ReqBody {
         match self {
-            BodyState::Streaming(b) => Either::Left(b),
+            BodyState::Streaming(b) => Either::Left(IdleBody::request(b, idle)),
             BodyState::Buffered(b) => Either::Right(Full::new(b)),
             BodyState::Taken => Either::Right(Full::new(Bytes::new())),
         }

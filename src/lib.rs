@@ -24,6 +24,7 @@ pub mod signature;
 pub mod token;
 // 8. the backend
 pub mod proxy;
+pub mod stream_idle;
 pub mod upstream;
 // refusals and the headers countersign owns
 pub mod headers;

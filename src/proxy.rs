@@ -2,7 +2,10 @@
 //! spoofable identity headers out, countersign's identity headers in; bodies stream both ways.
 //! Last step: the response goes back through `app.rs` for logging.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -10,14 +13,16 @@ use http::{HeaderMap, Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use crate::stream_idle::{IdleBody, Upload};
 use crate::upstream::{Pool, PooledBody, SendError};
 
 use crate::config::{Limits, Upstream};
 use crate::headers::{SPOOFABLE, is_countersign_owned};
 use crate::reject::Reject;
 
-/// The body sent upstream: streamed from the client, or buffered (when a digest was checked).
-pub type ReqBody = Either<Incoming, Full<Bytes>>;
+/// The body sent upstream: streamed from the client (within `limits.stream_idle_timeout`), or
+/// buffered (when a digest was checked).
+pub type ReqBody = Either<IdleBody<Incoming>, Full<Bytes>>;
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1 and the usual non-standard ones).
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -120,7 +125,6 @@ pub struct Proxy {
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     version: Version,
-    timeout: Duration,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -132,8 +136,8 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// A client for `upstream` with the configured timeouts.
-    pub fn new(upstream: &Upstream, limits: &Limits) -> Proxy {
+    /// A client for `upstream`.
+    pub fn new(upstream: &Upstream) -> Proxy {
         let parts = upstream.uri.clone().into_parts();
         let authority = parts
             .authority
@@ -149,7 +153,7 @@ impl Proxy {
             format!("{host}:{port}")
         };
         Proxy {
-            pool: Pool::new(addr, upstream.http2, limits.upstream_connect_timeout),
+            pool: Pool::new(addr, upstream.http2),
             scheme: parts.scheme.unwrap_or(http::uri::Scheme::HTTP),
             authority,
             version: if upstream.http2 {
@@ -157,7 +161,6 @@ impl Proxy {
             } else {
                 Version::HTTP_11
             },
-            timeout: limits.upstream_timeout,
         }
     }
 
@@ -189,15 +192,30 @@ impl Proxy {
         parts.version = self.version;
     }
 
-    /// Sends the request; the response head must arrive within the upstream timeout.
-    pub async fn send(&self, req: Request<ReqBody>) -> Result<Response<PooledBody>, Reject> {
-        match tokio::time::timeout(self.timeout, self.pool.send(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(SendError::Http(e))) if client_body_failed(&e) => {
+    /// Sends the request; the response head must arrive within the upstream timeout of the last
+    /// byte the backend was handed (a client slow to upload is bounded by
+    /// `limits.stream_idle_timeout` instead).
+    /// The timeouts come from `limits` of the request's snapshot, so a reload changes them.
+    pub async fn send(
+        &self,
+        req: Request<ReqBody>,
+        limits: &Limits,
+    ) -> Result<Response<PooledBody>, Reject> {
+        let upload = match req.body() {
+            Either::Left(b) => b.upload().cloned(),
+            Either::Right(_) => None,
+        };
+        let send = self.pool.send(req, limits.upstream_connect_timeout);
+        match answered(send, limits.upstream_timeout, upload).await {
+            Some(Ok(resp)) => Ok(resp),
+            Some(Err(SendError::Http(e))) if crate::stream_idle::is_idle(&e) => {
+                Err(Reject::RequestTimeout)
+            }
+            Some(Err(SendError::Http(e))) if client_body_failed(&e) => {
                 tracing::info!(target: "countersign::upstream", error = %error_chain(&e), "the client's request body failed while it was forwarded");
                 Err(Reject::MalformedRequest)
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 let kind = match e {
                     SendError::Connect { .. } => "connect",
                     SendError::Http(_) => "protocol",
@@ -206,11 +224,32 @@ impl Proxy {
                 tracing::warn!(target: "countersign::upstream", kind, error = %error_chain(&e), "backend request failed");
                 Err(Reject::UpstreamUnavailable)
             }
-            Err(_) => {
+            None => {
                 crate::metrics::upstream_error("timeout");
-                tracing::warn!(target: "countersign::upstream", kind = "timeout", timeout_ms = self.timeout.as_millis() as u64, "backend did not answer in time");
+                tracing::warn!(target: "countersign::upstream", kind = "timeout", timeout_ms = limits.upstream_timeout.as_millis() as u64, "backend did not answer in time");
                 Err(Reject::UpstreamTimeout)
             }
+        }
+    }
+}
+
+/// Runs `send` until the backend's head arrives; `None` when it did not within `timeout`, counted
+/// from the last byte of an upload when there is one.
+async fn answered<F: Future>(
+    send: F,
+    timeout: Duration,
+    upload: Option<Arc<Upload>>,
+) -> Option<F::Output> {
+    let mut send = std::pin::pin!(send);
+    let mut deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(out) = tokio::time::timeout_at(deadline, send.as_mut()).await {
+            return Some(out);
+        }
+        let now = Instant::now();
+        deadline = upload.as_ref()?.deadline(timeout, now);
+        if deadline <= now {
+            return None;
         }
     }
 }

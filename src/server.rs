@@ -99,7 +99,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let app = Arc::new(App {
         state: state.clone(),
-        proxy: Proxy::new(&config.upstream, &config.limits),
+        proxy: Proxy::new(&config.upstream),
     });
     let accept = tokio::spawn(crate::listen::accept_loop(
         listener,

@@ -49,7 +49,6 @@ struct Idle {
 
 struct Inner {
     addr: String,
-    connect_timeout: Duration,
     idle: Mutex<Vec<Idle>>,
     h2: Option<Mutex<Option<http2::SendRequest<ReqBody>>>>,
 }
@@ -70,28 +69,22 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// Connections to `addr` (`host:port`); `http2` speaks h2c with prior knowledge.
-    pub fn new(addr: String, http2: bool, connect_timeout: Duration) -> Pool {
+    pub fn new(addr: String, http2: bool) -> Pool {
         Pool {
             inner: Arc::new(Inner {
                 addr,
-                connect_timeout,
                 idle: Mutex::new(Vec::new()),
                 h2: http2.then(|| Mutex::new(None)),
             }),
         }
     }
 
-    async fn connect(&self) -> Result<TokioIo<TcpStream>, SendError> {
+    async fn connect(&self, timeout: Duration) -> Result<TokioIo<TcpStream>, SendError> {
         let err = |source| SendError::Connect {
             addr: self.inner.addr.clone(),
             source,
         };
-        let tcp = match tokio::time::timeout(
-            self.inner.connect_timeout,
-            TcpStream::connect(&self.inner.addr),
-        )
-        .await
-        {
+        let tcp = match tokio::time::timeout(timeout, TcpStream::connect(&self.inner.addr)).await {
             Ok(r) => r.map_err(err)?,
             Err(_) => {
                 return Err(err(std::io::Error::new(
@@ -104,8 +97,11 @@ impl Pool {
         Ok(TokioIo::new(tcp))
     }
 
-    async fn new_http1(&self) -> Result<http1::SendRequest<ReqBody>, SendError> {
-        let io = self.connect().await?;
+    async fn new_http1(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<http1::SendRequest<ReqBody>, SendError> {
+        let io = self.connect(connect_timeout).await?;
         let (sender, conn) = http1::handshake(io).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
@@ -147,21 +143,26 @@ impl Pool {
         }
     }
 
-    /// Sends `req` and returns the response head; the body streams from the backend.
-    pub async fn send(&self, req: Request<ReqBody>) -> Result<Response<PooledBody>, SendError> {
+    /// Sends `req` and returns the response head; the body streams from the backend. A new
+    /// connection must be made within `connect_timeout`.
+    pub async fn send(
+        &self,
+        req: Request<ReqBody>,
+        connect_timeout: Duration,
+    ) -> Result<Response<PooledBody>, SendError> {
         if let Some(h2) = &self.inner.h2 {
-            return self.send_http2(h2, req).await;
+            return self.send_http2(h2, req, connect_timeout).await;
         }
         let (mut sender, reused) = match self.reuse_http1().await {
             Some(s) => (s, true),
-            None => (self.new_http1().await?, false),
+            None => (self.new_http1(connect_timeout).await?, false),
         };
         let resp = match sender.try_send_request(req).await {
             Ok(r) => r,
             Err(mut e) => match e.take_message() {
                 // Nothing was written: the reused connection had been closed by the backend.
                 Some(req) if reused => {
-                    let mut fresh = self.new_http1().await?;
+                    let mut fresh = self.new_http1(connect_timeout).await?;
                     let resp = fresh.send_request(req).await?;
                     return Ok(self.pooled(resp, fresh));
                 }
@@ -186,6 +187,7 @@ impl Pool {
         &self,
         slot: &Mutex<Option<http2::SendRequest<ReqBody>>>,
         req: Request<ReqBody>,
+        connect_timeout: Duration,
     ) -> Result<Response<PooledBody>, SendError> {
         let current = slot
             .lock()
@@ -196,7 +198,7 @@ impl Pool {
         let mut sender = match current {
             Some(s) => s,
             None => {
-                let io = self.connect().await?;
+                let io = self.connect(connect_timeout).await?;
                 let mut b = http2::Builder::new(TokioExecutor::new());
                 b.timer(TokioTimer::new());
                 let (sender, conn) = b.handshake(io).await?;

@@ -193,8 +193,8 @@ pub struct RawLimits {
     pub body_timeout: Option<String>,
     pub upstream_connect_timeout: Option<String>,
     pub upstream_timeout: Option<String>,
+    pub stream_idle_timeout: Option<String>,
     pub max_h2_streams: Option<u32>,
-    pub proxy_protocol_timeout: Option<String>,
 }
 
 /// `reload:`

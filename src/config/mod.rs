@@ -457,6 +457,8 @@ pub struct Limits {
     pub upstream_connect_timeout: Duration,
     /// Deadline for the backend's response head.
     pub upstream_timeout: Duration,
+    /// The longest a streamed body (either way) may go without data.
+    pub stream_idle_timeout: Duration,
     /// The most concurrent HTTP/2 streams per connection.
     pub max_h2_streams: u32,
 }
@@ -718,6 +720,16 @@ fn duration_or(v: &Option<String>, field: &str, default: Duration, p: &mut Probl
             }
         },
     }
+}
+
+/// A `limits:` timeout: a duration, and never zero (that would refuse or cut every request).
+fn limit_timeout(v: &Option<String>, field: &str, default: Duration, p: &mut Problems) -> Duration {
+    let d = duration_or(v, field, default, p);
+    if d.is_zero() {
+        p.field(field, "must be more than 0");
+        return default;
+    }
+    d
 }
 
 fn header_name(s: &str, field: &str, p: &mut Problems) -> Option<HeaderName> {
@@ -1535,13 +1547,13 @@ fn validate_limits(raw: &RawConfig, p: &mut Problems) -> Limits {
         None => default_max_connections(),
     };
     Limits {
-        handshake_timeout: duration_or(
+        handshake_timeout: limit_timeout(
             &l.handshake_timeout,
             "limits.handshake_timeout",
             Duration::from_secs(10),
             p,
         ),
-        header_read_timeout: duration_or(
+        header_read_timeout: limit_timeout(
             &l.header_read_timeout,
             "limits.header_read_timeout",
             Duration::from_secs(30),
@@ -1551,21 +1563,27 @@ fn validate_limits(raw: &RawConfig, p: &mut Problems) -> Limits {
         max_headers: l.max_headers.unwrap_or(100).clamp(8, 1000),
         max_connections,
         max_digest_body: l.max_digest_body.unwrap_or(8 * 1024 * 1024),
-        body_timeout: duration_or(
+        body_timeout: limit_timeout(
             &l.body_timeout,
             "limits.body_timeout",
             Duration::from_secs(30),
             p,
         ),
-        upstream_connect_timeout: duration_or(
+        upstream_connect_timeout: limit_timeout(
             &l.upstream_connect_timeout,
             "limits.upstream_connect_timeout",
             Duration::from_secs(5),
             p,
         ),
-        upstream_timeout: duration_or(
+        upstream_timeout: limit_timeout(
             &l.upstream_timeout,
             "limits.upstream_timeout",
+            Duration::from_secs(60),
+            p,
+        ),
+        stream_idle_timeout: limit_timeout(
+            &l.stream_idle_timeout,
+            "limits.stream_idle_timeout",
             Duration::from_secs(60),
             p,
         ),
@@ -1632,6 +1650,41 @@ mod tests {
         assert!(s.contains("c.yaml: ip_allow[0]:"), "{s}");
         assert!(s.contains("c.yaml: routes[0].require[1]: `magic`"), "{s}");
         assert!(s.contains("ip_allow is empty"), "{s}");
+    }
+
+    #[test]
+    fn limits_timeouts_default_parse_and_refuse_zero() {
+        let l = load(MIN).unwrap().limits;
+        assert_eq!(l.upstream_timeout, Duration::from_secs(60));
+        assert_eq!(l.stream_idle_timeout, Duration::from_secs(60));
+        let l = load(&format!("{MIN}limits:\n  stream_idle_timeout: 5m\n"))
+            .unwrap()
+            .limits;
+        assert_eq!(l.stream_idle_timeout, Duration::from_secs(300));
+        let e = load(&format!(
+            "{MIN}limits:\n  stream_idle_timeout: 0s\n  upstream_timeout: 0ms\n  handshake_timeout: soon\n"
+        ))
+        .unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("c.yaml: limits.stream_idle_timeout: must be more than 0"),
+            "{s}"
+        );
+        assert!(
+            s.contains("c.yaml: limits.upstream_timeout: must be more than 0"),
+            "{s}"
+        );
+        assert!(
+            s.contains("c.yaml: limits.handshake_timeout: not a duration"),
+            "{s}"
+        );
+        // Never a setting: the PROXY header is bounded by handshake_timeout.
+        let e = load(&format!("{MIN}limits:\n  proxy_protocol_timeout: 1s\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown field `proxy_protocol_timeout`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -110,6 +111,10 @@ enum Fault {
     ResetMidResponse { chunked: bool },
     /// Sends a head at once and the body in 10 pieces over a second.
     TrickleBody,
+    /// Sends a head promising 10 bytes, 5 of them, then nothing (the connection stays open).
+    StallMidResponse,
+    /// Reads the request head, then neither reads the body nor answers.
+    NeverReadsBody,
 }
 
 async fn raw_backend(fault: Fault) -> SocketAddr {
@@ -162,6 +167,17 @@ async fn raw_backend(fault: Fault) -> SocketAddr {
                         let _ = s.flush().await;
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         reset(s);
+                    }
+                    Fault::StallMidResponse => {
+                        read_head(&mut s).await;
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nxxxxx")
+                            .await;
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    Fault::NeverReadsBody => {
+                        read_head(&mut s).await;
+                        tokio::time::sleep(Duration::from_secs(60)).await;
                     }
                     Fault::TrickleBody => {
                         read_head(&mut s).await;
@@ -300,15 +316,179 @@ async fn a_backend_resetting_mid_response_body_breaks_the_clients_response_too()
 
 #[tokio::test]
 async fn a_slow_backend_body_streams_after_a_timely_head() {
-    // upstream_timeout bounds the response head only; a body that keeps coming streams through.
+    // upstream_timeout bounds the response head only, and stream_idle_timeout each gap in the
+    // body: a body that keeps coming (10 bytes over a second) streams through both (300ms each).
     let pki = Pki::new();
     let up = raw_backend(Fault::TrickleBody).await;
-    let sc = Sidecar::start(&pki, up, &yaml("limits:\n  upstream_timeout: 300ms\n")).await;
+    let sc = Sidecar::start(
+        &pki,
+        up,
+        &yaml("limits:\n  upstream_timeout: 300ms\n  stream_idle_timeout: 300ms\n"),
+    )
+    .await;
     let c = client(&pki, &sc, Some(&pki.client));
     let r = c.get(sc.url("/sse")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"xxxxxxxxxx");
     sc.stop().await;
+}
+
+#[tokio::test]
+async fn a_backend_body_that_stalls_is_cut_after_stream_idle_timeout() {
+    let pki = Pki::new();
+    let up = raw_backend(Fault::StallMidResponse).await;
+    let sc = Sidecar::start(&pki, up, &yaml("limits:\n  stream_idle_timeout: 300ms\n")).await;
+    for (proto, c) in [
+        ("h1", client(&pki, &sc, Some(&pki.client))),
+        ("h2", client_h2(&pki, &sc, Some(&pki.client))),
+    ] {
+        let t = Instant::now();
+        let r = c.get(sc.url("/dl")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{proto}: the head was sent");
+        // Five bytes of ten, then the cut: never a body that looks complete, never a hang.
+        let body = r.bytes().await;
+        assert!(
+            body.is_err(),
+            "{proto}: {} bytes arrived as if complete",
+            body.map(|b| b.len()).unwrap_or(0)
+        );
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+            "{proto}: {took:?}"
+        );
+    }
+    let m = sc.metrics().await;
+    assert!(
+        sample(&m, "countersign_upstream_errors_total{kind=\"timeout\"}") >= 2.0,
+        "{m}"
+    );
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_longer_than_upstream_timeout_is_served_while_it_keeps_coming() {
+    // 10 pieces 100ms apart: a second of upload against upstream_timeout 300ms, which counts from
+    // the last byte the backend was handed, and stream_idle_timeout 300ms, which each gap is under.
+    let pki = Pki::new();
+    let be = echo().await;
+    let sc = Sidecar::start(
+        &pki,
+        be.addr,
+        &yaml("limits:\n  upstream_timeout: 300ms\n  stream_idle_timeout: 300ms\n"),
+    )
+    .await;
+    for (proto, c) in [
+        ("h1", client(&pki, &sc, Some(&pki.client))),
+        ("h2", client_h2(&pki, &sc, Some(&pki.client))),
+    ] {
+        let r = c
+            .post(sc.url("/upload"))
+            .body(slow_body(10, Duration::from_millis(100)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{proto}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["body_bytes"], 10 * 1024, "{proto}: {v}");
+    }
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_that_stalls_is_408_after_stream_idle_timeout() {
+    let pki = Pki::new();
+    let be = Killable::start("127.0.0.1:0".parse().unwrap(), Duration::ZERO).await;
+    let sc = Sidecar::start(
+        &pki,
+        be.addr,
+        &yaml("limits:\n  upstream_timeout: 30s\n  stream_idle_timeout: 300ms\n"),
+    )
+    .await;
+    // h1: ten bytes of a hundred, then nothing.
+    let t = Instant::now();
+    let mut s = tls_connect(&pki, sc.addr, Some(&pki.client), b"")
+        .await
+        .unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("answered within stream_idle_timeout")
+        .ok();
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(status_of(&text), 408, "{text}");
+    assert_eq!(json_of(&text)["error"], "request_timeout");
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert_eq!(be.arrived(), 1, "the head went on, the body stopped");
+    // h2: a body stream that yields once and then waits for ever.
+    let c = client_h2(&pki, &sc, Some(&pki.client));
+    let stalled = futures_util::stream::iter([Ok::<_, std::io::Error>(http_body::Frame::data(
+        Bytes::from_static(b"x"),
+    ))])
+    .chain(futures_util::stream::pending());
+    let r = c
+        .post(sc.url("/up"))
+        .body(reqwest::Body::wrap(http_body_util::StreamBody::new(
+            stalled,
+        )))
+        .send();
+    let r = tokio::time::timeout(Duration::from_secs(5), r)
+        .await
+        .expect("answered within stream_idle_timeout")
+        .unwrap();
+    assert_eq!(r.status(), 408);
+    sc.stop().await;
+    be.stop().await;
+}
+
+#[tokio::test]
+async fn a_backend_that_stops_reading_an_upload_is_504_after_upstream_timeout() {
+    // The backend takes the head and then neither reads nor answers: once the sockets between are
+    // full the sidecar has nothing left to hand it, and upstream_timeout runs from the last byte.
+    let pki = Pki::new();
+    let up = raw_backend(Fault::NeverReadsBody).await;
+    let sc = Sidecar::start(
+        &pki,
+        up,
+        &yaml("limits:\n  upstream_timeout: 500ms\n  stream_idle_timeout: 30s\n"),
+    )
+    .await;
+    let c = client_h2(&pki, &sc, Some(&pki.client));
+    let t = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.post(sc.url("/up"))
+            .body(stream_body(1024, Bytes::from(vec![7u8; 64 * 1024])))
+            .send(),
+    )
+    .await
+    .expect("answered within upstream_timeout of the last byte")
+    .unwrap();
+    assert_eq!(r.status(), 504);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "upstream_timeout"
+    );
+    assert!(t.elapsed() >= Duration::from_millis(500));
+    sc.stop().await;
+}
+
+/// `n` pieces of 1 KiB, `gap` apart.
+fn slow_body(n: usize, gap: Duration) -> reqwest::Body {
+    let s = futures_util::stream::unfold(0, move |i| async move {
+        if i == n {
+            return None;
+        }
+        tokio::time::sleep(gap).await;
+        Some((
+            Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from(vec![b'u'; 1024]))),
+            i + 1,
+        ))
+    });
+    reqwest::Body::wrap(http_body_util::StreamBody::new(s))
 }
 
 /// Clients hammering a URL until stopped; every failure is kept.

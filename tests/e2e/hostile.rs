@@ -1311,7 +1311,7 @@ async fn request_smuggling_is_refused_or_cannot_reach_the_backend() {
 #[tokio::test]
 async fn oversized_heads_slow_clients_and_non_tls_bytes() {
     let b = Bench::new(
-        "limits:\n  handshake_timeout: 500ms\n  header_read_timeout: 500ms\n  body_timeout: 500ms\n  upstream_timeout: 1s\n",
+        "limits:\n  handshake_timeout: 500ms\n  header_read_timeout: 500ms\n  body_timeout: 500ms\n  upstream_timeout: 1s\n  stream_idle_timeout: 500ms\n",
     )
     .await;
     let mut many = String::from("GET /public/many HTTP/1.1\r\nHost: localhost\r\n");
@@ -1349,7 +1349,7 @@ async fn oversized_heads_slow_clients_and_non_tls_bytes() {
     assert_eq!(n, 0);
 
     // A stalled body on a route that needs nothing streams to the backend, which never answers:
-    // upstream_timeout bounds it.
+    // stream_idle_timeout bounds it (the client is the one awaited), 408.
     let mut s = tls_connect(&b.pki, b.sc.addr, None, b"").await.unwrap();
     s.write_all(
         b"POST /public/slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789",
@@ -1359,10 +1359,11 @@ async fn oversized_heads_slow_clients_and_non_tls_bytes() {
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
         .await
-        .expect("answered within upstream_timeout")
+        .expect("answered within stream_idle_timeout")
         .ok();
     let text = String::from_utf8_lossy(&out);
-    assert_eq!(status_of(&text), 504, "{text}");
+    assert_eq!(status_of(&text), 408, "{text}");
+    assert_eq!(json_of(&text)["error"], "request_timeout");
     // A digest that must be checked (a signature covering it, on a signature route), with a body
     // that stalls: 408, and nothing is forwarded.
     let mut s = tls_connect(&b.pki, b.sc.addr, None, b"").await.unwrap();
