@@ -186,14 +186,26 @@ async fn backend_down_is_502_and_slow_is_504() {
 
     // The accepted twin: a slow backend inside the timeout answers.
     let slowish = slow_backend(Duration::from_millis(100)).await;
-    let sc = Sidecar::start(&pki, slowish, &yaml("limits:\n  upstream_timeout: 5s\n")).await;
-    let r = client(&pki, &sc, Some(&pki.client))
-        .get(sc.url("/"))
-        .send()
-        .await
-        .unwrap();
+    let reloading = "reload:\n  poll_interval: 100ms\nlimits:\n  upstream_timeout: 5s\n";
+    let sc = Sidecar::start(&pki, slowish, &yaml(reloading)).await;
+    let c = client(&pki, &sc, Some(&pki.client));
+    let r = c.get(sc.url("/")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "slow");
+    // The timeout follows a reload: the same backend is now too slow.
+    let text = std::fs::read_to_string(&sc.config_path).unwrap();
+    std::fs::write(
+        &sc.config_path,
+        text.replace("upstream_timeout: 5s", "upstream_timeout: 20ms"),
+    )
+    .unwrap();
+    eventually(5, || async {
+        c.get(sc.url("/"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 504)
+    })
+    .await;
     sc.stop().await;
 }
 
