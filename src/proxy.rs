@@ -2,6 +2,7 @@
 //! spoofable identity headers out, countersign's identity headers in; bodies stream both ways.
 //! Last step: the response goes back through `app.rs` for logging.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,7 +206,7 @@ impl Proxy {
             Either::Left(b) => b.upload().cloned(),
             Either::Right(_) => None,
         };
-        let send = self.pool.send(req, limits.upstream_connect_timeout);
+        let send = std::pin::pin!(self.pool.send(req, limits.upstream_connect_timeout));
         match answered(send, limits.upstream_timeout, upload).await {
             Some(Ok(resp)) => Ok(resp),
             Some(Err(SendError::Http(e))) if crate::stream_idle::is_idle(&e) => {
@@ -236,11 +237,10 @@ impl Proxy {
 /// Runs `send` until the backend's head arrives; `None` when it did not within `timeout`, counted
 /// from the last byte of an upload when there is one.
 async fn answered<F: Future>(
-    send: F,
+    mut send: Pin<&mut F>,
     timeout: Duration,
     upload: Option<Arc<Upload>>,
 ) -> Option<F::Output> {
-    let mut send = std::pin::pin!(send);
     let mut deadline = Instant::now() + timeout;
     loop {
         if let Ok(out) = tokio::time::timeout_at(deadline, send.as_mut()).await {
