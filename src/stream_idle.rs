@@ -191,3 +191,97 @@ pub fn is_idle(e: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::sync::mpsc;
+
+    /// A body the test feeds: each message a frame, the channel's close the body's end.
+    struct Fed(mpsc::Receiver<Bytes>);
+
+    impl Body for Fed {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_already_there_makes_no_timer() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Bytes::from_static(b"a")).await.unwrap();
+        drop(tx);
+        let mut b = IdleBody::response(Fed(rx), Duration::from_millis(50));
+        assert!(b.frame().await.unwrap().is_ok());
+        assert!(b.frame().await.is_none());
+        assert!(b.timer.is_none());
+    }
+
+    #[tokio::test]
+    async fn gaps_under_the_limit_pass_and_a_longer_one_ends_the_body() {
+        let limit = Duration::from_millis(150);
+        let (tx, rx) = mpsc::channel(4);
+        let mut b = IdleBody::request(Fed(rx), limit);
+        let upload = b.upload().unwrap().clone();
+        tokio::spawn(async move {
+            for _ in 0..4 {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                let _ = tx.send(Bytes::from_static(b"u")).await;
+            }
+            // Then quiet for longer than the limit, still open.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let start = Instant::now();
+        for _ in 0..4 {
+            assert!(b.frame().await.unwrap().is_ok());
+        }
+        // Four gaps of 60ms: 240ms in all, more than the limit, yet each under it.
+        assert!(start.elapsed() >= Duration::from_millis(240));
+        let quiet = Instant::now();
+        let e = b.frame().await.unwrap().unwrap_err();
+        assert!(is_idle(&*e), "{e}");
+        let waited = quiet.elapsed();
+        assert!(
+            waited >= limit && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+        // While the body waited on the client, the backend's answer was not due.
+        let now = Instant::now();
+        assert_eq!(upload.deadline(limit, now), now + limit);
+    }
+
+    #[tokio::test]
+    async fn the_backends_answer_is_due_from_the_last_frame_it_was_handed() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Bytes::from_static(b"u")).await.unwrap();
+        let mut b = IdleBody::request(Fed(rx), Duration::from_secs(60));
+        let upload = b.upload().unwrap().clone();
+        assert!(b.frame().await.unwrap().is_ok());
+        let handed = Instant::now();
+        // Not polled again (the backend is not taking more): the clock runs from that frame.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let timeout = Duration::from_millis(500);
+        let due = upload.deadline(timeout, Instant::now());
+        // Not from now (50ms later), and not from before the frame.
+        assert!(due <= handed + timeout, "{:?}", due - handed);
+        assert!(due + Duration::from_millis(40) >= handed + timeout);
+        drop(tx);
+    }
+
+    #[test]
+    fn a_body_with_nothing_to_send_tracks_no_upload() {
+        let empty = http_body_util::Empty::<Bytes>::new();
+        assert!(
+            IdleBody::request(empty, Duration::from_secs(1))
+                .upload()
+                .is_none()
+        );
+    }
+}
