@@ -229,10 +229,17 @@ impl App {
                 route.metrics.observe(start.elapsed());
                 let mut record = record;
                 if let Some(r) = &mut record {
-                    r.deny(
-                        &Denial::new(reject, "backend request failed"),
-                        "upstream_failed",
-                    );
+                    let detail = match reject {
+                        Reject::RequestTimeout => {
+                            "the request body stalled for limits.stream_idle_timeout"
+                        }
+                        Reject::MalformedRequest => "the request body failed while forwarded",
+                        Reject::UpstreamTimeout => {
+                            "the backend did not answer within limits.upstream_timeout"
+                        }
+                        _ => "backend request failed",
+                    };
+                    r.deny(&Denial::new(reject, detail), "upstream_failed");
                 }
                 let resp: Response<Full<Bytes>> = reject.response(Some(&request_id));
                 return Ok(resp.map(|b| Logged::new(Either::Left(b), record)));

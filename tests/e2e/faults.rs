@@ -402,7 +402,8 @@ async fn an_upload_that_stalls_is_408_after_stream_idle_timeout() {
     let sc = Sidecar::start(
         &pki,
         be.addr,
-        &yaml("limits:\n  upstream_timeout: 30s\n  stream_idle_timeout: 300ms\n"),
+        &yaml("limits:\n  upstream_timeout: 30s\n  stream_idle_timeout: 300ms\n")
+            .replace("access: off", "access: all"),
     )
     .await;
     // h1: ten bytes of a hundred, then nothing.
@@ -423,14 +424,16 @@ async fn an_upload_that_stalls_is_408_after_stream_idle_timeout() {
     assert_eq!(json_of(&text)["error"], "request_timeout");
     assert!(t.elapsed() >= Duration::from_millis(300));
     assert_eq!(be.arrived(), 1, "the head went on, the body stopped");
-    // h2: a body stream that yields once and then waits for ever.
+    // h2: a body stream that yields once and then waits for ever; the access line says why.
     let c = client_h2(&pki, &sc, Some(&pki.client));
+    let rid = traced_id();
     let stalled = futures_util::stream::iter([Ok::<_, std::io::Error>(http_body::Frame::data(
         Bytes::from_static(b"x"),
     ))])
     .chain(futures_util::stream::pending());
     let r = c
         .post(sc.url("/up"))
+        .header("x-request-id", &rid)
         .body(reqwest::Body::wrap(http_body_util::StreamBody::new(
             stalled,
         )))
@@ -440,6 +443,10 @@ async fn an_upload_that_stalls_is_408_after_stream_idle_timeout() {
         .expect("answered within stream_idle_timeout")
         .unwrap();
     assert_eq!(r.status(), 408);
+    assert_eq!(
+        detail_of(&rid).await,
+        "the request body stalled for limits.stream_idle_timeout"
+    );
     sc.stop().await;
     be.stop().await;
 }
@@ -453,14 +460,17 @@ async fn a_backend_that_stops_reading_an_upload_is_504_after_upstream_timeout() 
     let sc = Sidecar::start(
         &pki,
         up,
-        &yaml("limits:\n  upstream_timeout: 500ms\n  stream_idle_timeout: 30s\n"),
+        &yaml("limits:\n  upstream_timeout: 500ms\n  stream_idle_timeout: 30s\n")
+            .replace("access: off", "access: all"),
     )
     .await;
     let c = client_h2(&pki, &sc, Some(&pki.client));
+    let rid = traced_id();
     let t = Instant::now();
     let r = tokio::time::timeout(
         Duration::from_secs(10),
         c.post(sc.url("/up"))
+            .header("x-request-id", &rid)
             .body(stream_body(1024, Bytes::from(vec![7u8; 64 * 1024])))
             .send(),
     )
@@ -473,6 +483,10 @@ async fn a_backend_that_stops_reading_an_upload_is_504_after_upstream_timeout() 
         "upstream_timeout"
     );
     assert!(t.elapsed() >= Duration::from_millis(500));
+    assert_eq!(
+        detail_of(&rid).await,
+        "the backend did not answer within limits.upstream_timeout"
+    );
     sc.stop().await;
 }
 
