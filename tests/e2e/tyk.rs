@@ -4,120 +4,14 @@
 //! after signing (hop-by-hop headers removed, `User-Agent` and `X-Forwarded-For` added), and the
 //! raw bytes go to the sidecar over mTLS. Also: `[signature, jwt]` with `signature_header`.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use ring::signature::RsaKeyPair;
-use rustls_pki_types::PrivatePkcs8KeyDer;
-use rustls_pki_types::pem::PemObject;
+#[path = "../common/tyk_signer.rs"]
+mod tyk_signer;
 
 use crate::jwt::idp::{Idp, TestKey, good_claims, jwks_of};
 use crate::support::*;
-
-const SECRET: &str = "9879879878787878";
-
-/// An API definition's `request_signing` block.
-struct TykApi {
-    key_id: &'static str,
-    algorithm: &'static str,
-    rsa: Option<RsaKeyPair>,
-    header_list: Vec<&'static str>,
-    signature_header: Option<&'static str>,
-}
-
-impl TykApi {
-    fn hmac(key_id: &'static str, algorithm: &'static str) -> TykApi {
-        TykApi {
-            key_id,
-            algorithm,
-            rsa: None,
-            header_list: Vec::new(),
-            signature_header: None,
-        }
-    }
-
-    fn rsa() -> TykApi {
-        let pem = std::fs::read(fixture(
-            "vectors/rfc9421/keys/derived/test-key-rsa-pss.priv.pkcs8-rsaEncryption.pem",
-        ))
-        .unwrap();
-        let der = PrivatePkcs8KeyDer::from_pem_slice(&pem).unwrap();
-        TykApi {
-            rsa: Some(RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap()),
-            ..TykApi::hmac("tyk-gw-rsa", "rsa-sha256")
-        }
-    }
-}
-
-/// Go's `textproto.CanonicalMIMEHeaderKey`.
-fn canonical(name: &str) -> String {
-    name.split('-')
-        .map(|w| {
-            let w = w.to_ascii_lowercase();
-            let mut c = w.chars();
-            match c.next() {
-                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
-                None => String::new(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-/// A Go `http.Request` as Tyk's middleware sees it: canonical names, several values each.
-#[derive(Clone)]
-struct GoRequest {
-    method: String,
-    /// `r.URL.RequestURI()` after the listen path is stripped: what Tyk signs.
-    path: String,
-    header: Vec<(String, Vec<String>)>,
-    body: String,
-}
+use tyk_signer::*;
 
 impl GoRequest {
-    fn new(method: &str, path: &str, h: &[(&str, &str)]) -> GoRequest {
-        let mut r = GoRequest {
-            method: method.to_string(),
-            path: path.to_string(),
-            header: Vec::new(),
-            body: String::new(),
-        };
-        for (k, v) in h {
-            r.add(k, v);
-        }
-        r
-    }
-
-    fn add(&mut self, k: &str, v: &str) {
-        let k = canonical(k);
-        match self.header.iter_mut().find(|(n, _)| *n == k) {
-            Some((_, vs)) => vs.push(v.to_string()),
-            None => self.header.push((k, vec![v.to_string()])),
-        }
-    }
-
-    /// `r.Header.Set`
-    fn set(&mut self, k: &str, v: &str) {
-        let k = canonical(k);
-        self.header.retain(|(n, _)| *n != k);
-        self.header.push((k, vec![v.to_string()]));
-    }
-
-    /// `r.Header.Del`
-    fn del(&mut self, k: &str) {
-        let k = canonical(k);
-        self.header.retain(|(n, _)| *n != k);
-    }
-
-    /// `r.Header.Get`: the first value, or "".
-    fn get(&self, k: &str) -> String {
-        let k = canonical(k);
-        self.header
-            .iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v[0].clone())
-            .unwrap_or_default()
-    }
-
     /// What Tyk's reverse proxy does after signing: hop-by-hop headers removed, `User-Agent`
     /// added when the client sent none, the client IP appended to `X-Forwarded-For`.
     fn proxy(&mut self) {
@@ -162,125 +56,6 @@ impl GoRequest {
         out.push_str(&self.body);
         out.into_bytes()
     }
-}
-
-/// Go's map order is random: a small deterministic shuffle per seed.
-fn shuffle<T>(v: &mut [T], seed: u64) {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for i in (1..v.len()).rev() {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        v.swap(i, ((s >> 33) % (i as u64 + 1)) as usize);
-    }
-}
-
-/// `time.Now().Format("Mon, 02 Jan 2006 15:04:05 MST")` with TZ=UTC.
-fn go_date(unix: i64) -> String {
-    let f = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] UTC"
-    );
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .unwrap()
-        .format(&f)
-        .unwrap()
-}
-
-/// `generateHeaderList` + `generateHMACSignatureStringFromRequest` + the header Tyk sets.
-/// `seed` picks the map order (`None`: insertion order). Returns the signing string.
-fn tyk_sign(api: &TykApi, r: &mut GoRequest, seed: Option<u64>) -> String {
-    let date_now = go_date(unix_now());
-    let mut list: Vec<String>;
-    if api.header_list.is_empty() {
-        let mut names: Vec<String> = r.header.iter().map(|(k, _)| k.clone()).collect();
-        if let Some(s) = seed {
-            shuffle(&mut names, s);
-        }
-        list = vec!["(request-target)".to_string()];
-        list.extend(names.iter().map(|n| n.trim().to_ascii_lowercase()));
-        if r.get("Date").is_empty() {
-            r.set("Date", &date_now);
-            list.push("date".to_string());
-        }
-    } else {
-        list = api
-            .header_list
-            .iter()
-            .filter(|h| !r.get(h).is_empty())
-            .map(|h| h.to_string())
-            .collect();
-        if list.is_empty() {
-            list = vec!["(request-target)".to_string(), "date".to_string()];
-            if r.get("Date").is_empty() {
-                r.set("Date", &date_now);
-            }
-        }
-    }
-    let mut lines = Vec::new();
-    for h in &list {
-        if h == "(request-target)" {
-            lines.push(format!(
-                "(request-target): {} {}",
-                r.method.to_ascii_lowercase(),
-                r.path
-            ));
-            continue;
-        }
-        let name = h.trim().to_ascii_lowercase();
-        if name == "date" {
-            let aux = r.get("X-Aux-Date");
-            let date = r.get("Date");
-            lines.push(if !aux.is_empty() {
-                format!("x-aux-date: {aux}")
-            } else if !date.is_empty() {
-                format!("date: {date}")
-            } else {
-                ": ".to_string()
-            });
-            continue;
-        }
-        lines.push(format!("{name}: {}", r.get(h).trim()));
-    }
-    let signing_string = lines.join("\n");
-    let signature = match &api.rsa {
-        Some(k) => {
-            let mut out = vec![0; k.public().modulus_len()];
-            k.sign(
-                &ring::signature::RSA_PKCS1_SHA256,
-                &ring::rand::SystemRandom::new(),
-                signing_string.as_bytes(),
-                &mut out,
-            )
-            .unwrap();
-            STANDARD.encode(out)
-        }
-        None => {
-            let alg = match api.algorithm {
-                "hmac-sha256" => ring::hmac::HMAC_SHA256,
-                "hmac-sha384" => ring::hmac::HMAC_SHA384,
-                "hmac-sha512" => ring::hmac::HMAC_SHA512,
-                _ => ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-            };
-            let mac = ring::hmac::sign(
-                &ring::hmac::Key::new(alg, SECRET.as_bytes()),
-                signing_string.as_bytes(),
-            );
-            // url.QueryEscape of standard base64
-            STANDARD
-                .encode(mac.as_ref())
-                .replace('+', "%2B")
-                .replace('/', "%2F")
-                .replace('=', "%3D")
-        }
-    };
-    let value = format!(
-        "Signature keyId=\"{}\",algorithm=\"{}\",headers=\"{}\",signature=\"{signature}\"",
-        api.key_id,
-        api.algorithm,
-        list.join(" ")
-    );
-    r.set(api.signature_header.unwrap_or("Authorization"), &value);
-    signing_string
 }
 
 fn keys_yaml() -> String {
@@ -361,7 +136,12 @@ async fn tyk_md_worked_example_byte_for_byte() {
             ("Date", "Thu, 04 Dec 2025 10:00:00 UTC"),
         ],
     );
-    let base = tyk_sign(&TykApi::hmac("tyk-gw-1", "hmac-sha256"), &mut g, None);
+    let base = tyk_sign(
+        &TykApi::hmac("tyk-gw-1", "hmac-sha256"),
+        &mut g,
+        unix_now(),
+        None,
+    );
     assert_eq!(
         base,
         "(request-target): get /orders/42?expand=items&page=2\nx-request-id: r-1\naccept: application/json\ndate: Thu, 04 Dec 2025 10:00:00 UTC"
@@ -469,13 +249,7 @@ async fn default_header_list_in_random_orders_every_algorithm() {
     let body = "{\"sku\":\"A-1\",\"qty\":2}";
     let mut orders = std::collections::HashSet::new();
     for seed in 0..6u64 {
-        for api in [
-            TykApi::hmac("tyk-gw-1", "hmac-sha256"),
-            TykApi::hmac("tyk-gw-sha1", "hmac-sha1"),
-            TykApi::hmac("tyk-gw-384", "hmac-sha384"),
-            TykApi::hmac("tyk-gw-512", "hmac-sha512"),
-            TykApi::rsa(),
-        ] {
+        for api in TykApi::every() {
             let what = format!("{} seed {seed}", api.algorithm);
             let mut g = GoRequest::new(
                 "POST",
@@ -489,7 +263,7 @@ async fn default_header_list_in_random_orders_every_algorithm() {
                 ],
             );
             g.body = body.to_string();
-            tyk_sign(&api, &mut g, Some(seed));
+            tyk_sign(&api, &mut g, unix_now(), Some(seed));
             let auth = g.get("Authorization");
             orders.insert(
                 auth.split("headers=\"")
@@ -552,7 +326,12 @@ async fn default_header_list_in_random_orders_every_algorithm() {
         (fmt(now, "CET"), false),
     ] {
         let mut g = GoRequest::new("GET", "/zone", &[("Date", &date)]);
-        tyk_sign(&TykApi::hmac("tyk-gw-1", "hmac-sha256"), &mut g, Some(1));
+        tyk_sign(
+            &TykApi::hmac("tyk-gw-1", "hmac-sha256"),
+            &mut g,
+            unix_now(),
+            Some(1),
+        );
         let r = deliver(&pki, &sc, &g, "/zone").await;
         if ok {
             be.allowed(&r, &date);
@@ -600,7 +379,7 @@ async fn signature_header_signature_and_a_custom_header() {
     let mut api = TykApi::hmac("tyk-gw-1", "hmac-sha256");
     api.signature_header = Some("Signature");
     let mut g = client_request();
-    tyk_sign(&api, &mut g, Some(3));
+    tyk_sign(&api, &mut g, unix_now(), Some(3));
     assert!(g.get("Signature").starts_with("Signature keyId="));
     assert!(g.get("Signature").contains("authorization"));
     let r = deliver(&pki, &sc, &g, "/a").await;
@@ -620,7 +399,12 @@ async fn signature_header_signature_and_a_custom_header() {
     let rid = traced_id();
     let mut g = client_request();
     g.set("X-Request-Id", &rid);
-    tyk_sign(&TykApi::hmac("tyk-gw-1", "hmac-sha256"), &mut g, Some(3));
+    tyk_sign(
+        &TykApi::hmac("tyk-gw-1", "hmac-sha256"),
+        &mut g,
+        unix_now(),
+        Some(3),
+    );
     be.refused(
         &deliver(&pki, &sc, &g, "/a").await,
         401,
@@ -634,7 +418,7 @@ async fn signature_header_signature_and_a_custom_header() {
     let mut api = TykApi::hmac("tyk-gw-512", "hmac-sha512");
     api.signature_header = Some("x-tyk-signature");
     let mut g = client_request();
-    tyk_sign(&api, &mut g, Some(5));
+    tyk_sign(&api, &mut g, unix_now(), Some(5));
     assert!(g.header.iter().any(|(k, _)| k == "X-Tyk-Signature"));
     be.refused(
         &deliver(&pki, &sc, &g, "/a").await,
@@ -686,7 +470,7 @@ async fn tyk_compat_quirks_and_hop_by_hop_headers() {
             ("Date", &go_date(unix_now() - 3600).replace("UTC", "GMT")),
         ],
     );
-    let base = tyk_sign(&api, &mut g, Some(2));
+    let base = tyk_sign(&api, &mut g, unix_now(), Some(2));
     assert!(
         !base.contains("\ndate: ") && !base.starts_with("date: "),
         "{base}"
@@ -710,7 +494,7 @@ async fn tyk_compat_quirks_and_hop_by_hop_headers() {
             ("Date", &go_date(unix_now())),
         ],
     );
-    tyk_sign(&api, &mut g, Some(2));
+    tyk_sign(&api, &mut g, unix_now(), Some(2));
     be.refused(
         &deliver(&pki2, &compat, &g, "/aux").await,
         401,
@@ -724,7 +508,7 @@ async fn tyk_compat_quirks_and_hop_by_hop_headers() {
         "/rep",
         &[("Accept", "application/json"), ("Accept", "text/plain")],
     );
-    tyk_sign(&api, &mut g, Some(4));
+    tyk_sign(&api, &mut g, unix_now(), Some(4));
     let r = deliver(&pki2, &compat, &g, "/rep").await;
     assert_eq!(
         be.allowed(&r, "repeated header with tyk_compat")["headers"]["accept"]
@@ -771,7 +555,7 @@ async fn tyk_compat_quirks_and_hop_by_hop_headers() {
         "/hop",
         &[("Connection", "keep-alive"), ("X-Request-Id", &rid)],
     );
-    tyk_sign(&api, &mut g, Some(6));
+    tyk_sign(&api, &mut g, unix_now(), Some(6));
     assert!(g.get("Authorization").contains("connection"));
     be.refused(
         &deliver(&pki, &strict, &g, "/hop").await,
@@ -812,7 +596,7 @@ async fn tyk_compat_quirks_and_hop_by_hop_headers() {
     // tyk_absent_headers_empty reads a listed-but-absent header as empty, as Tyk's verifier does:
     // it rescues a header that was empty when signed and dropped on the way.
     let mut g = GoRequest::new("GET", "/empty", &[("X-Debug", ""), ("X-Request-Id", "r-8")]);
-    tyk_sign(&api, &mut g, Some(7));
+    tyk_sign(&api, &mut g, unix_now(), Some(7));
     assert!(g.get("Authorization").contains("x-debug"));
     be.allowed(
         &deliver(&pki, &strict, &g, "/empty").await,
@@ -850,7 +634,12 @@ async fn strip_path_prefix_for_a_target_url_with_a_path() {
     let stripped = start(&pki2, &be, "  strip_path_prefix: /api\n").await;
     // Tyk signs /items?page=2; target_url http://backend/api makes the request line /api/items?page=2.
     let mut g = GoRequest::new("GET", "/items?page=2", &[("X-Request-Id", "r-1")]);
-    tyk_sign(&TykApi::hmac("tyk-gw-384", "hmac-sha384"), &mut g, Some(0));
+    tyk_sign(
+        &TykApi::hmac("tyk-gw-384", "hmac-sha384"),
+        &mut g,
+        unix_now(),
+        Some(0),
+    );
     be.refused(
         &deliver(&pki, &plain, &g, "/api/items?page=2").await,
         401,
@@ -895,7 +684,7 @@ async fn header_list_without_request_target() {
         "/a",
         &[("X-Request-Id", &rid), ("Date", &go_date(unix_now()))],
     );
-    tyk_sign(&api, &mut g, None);
+    tyk_sign(&api, &mut g, unix_now(), None);
     assert!(
         g.get("Authorization")
             .contains("headers=\"X-Request-Id Date\"")
@@ -967,7 +756,7 @@ async fn signature_and_jwt_with_signature_header() {
 
     // The bearer stays in Authorization (and is signed), the signature rides in Signature.
     let mut g = request(Some(&token));
-    tyk_sign(&api, &mut g, Some(1));
+    tyk_sign(&api, &mut g, unix_now(), Some(1));
     let r = deliver(&pki, &sc, &g, "/orders").await;
     let got = be.allowed(&r, "signature and token");
     assert_eq!(echoed(got, "x-countersign-key-id"), ["tyk-gw-1"]);
@@ -991,7 +780,7 @@ async fn signature_and_jwt_with_signature_header() {
     let mut expired = good_claims(&idp.base(), now - 3600);
     expired["exp"] = serde_json::json!(now - 1800);
     let mut g = request(Some(&key.mint(&expired)));
-    tyk_sign(&api, &mut g, Some(2));
+    tyk_sign(&api, &mut g, unix_now(), Some(2));
     let r = deliver(&pki, &sc, &g, "/orders").await;
     be.refused(&r, 401, "token_invalid", "signed, token expired");
     assert!(
@@ -1000,7 +789,7 @@ async fn signature_and_jwt_with_signature_header() {
             .contains("invalid_token")
     );
     let mut g = request(None);
-    tyk_sign(&api, &mut g, Some(2));
+    tyk_sign(&api, &mut g, unix_now(), Some(2));
     be.refused(
         &deliver(&pki, &sc, &g, "/orders").await,
         401,
@@ -1011,7 +800,7 @@ async fn signature_and_jwt_with_signature_header() {
     let mut narrow = good_claims(&idp.base(), now);
     narrow["scope"] = serde_json::json!("orders:write");
     let mut g = request(Some(&key.mint(&narrow)));
-    tyk_sign(&api, &mut g, Some(2));
+    tyk_sign(&api, &mut g, unix_now(), Some(2));
     be.refused(
         &deliver(&pki, &sc, &g, "/orders").await,
         403,
@@ -1020,7 +809,7 @@ async fn signature_and_jwt_with_signature_header() {
     );
     // A good token, the signature tampered.
     let mut g = request(Some(&token));
-    tyk_sign(&api, &mut g, Some(3));
+    tyk_sign(&api, &mut g, unix_now(), Some(3));
     let mut t = g.clone();
     t.set("X-Request-Id", "r-2");
     be.refused(
@@ -1031,7 +820,12 @@ async fn signature_and_jwt_with_signature_header() {
     );
     // Without signature_header, Tyk overwrites the bearer with the signature.
     let mut g = request(Some(&token));
-    tyk_sign(&TykApi::hmac("tyk-gw-1", "hmac-sha256"), &mut g, Some(3));
+    tyk_sign(
+        &TykApi::hmac("tyk-gw-1", "hmac-sha256"),
+        &mut g,
+        unix_now(),
+        Some(3),
+    );
     be.refused(
         &deliver(&pki, &sc, &g, "/orders").await,
         401,

@@ -2,113 +2,15 @@
 //! independently of the verifier: Go's random map order, URL-escaped HMAC values, `UTC` dates,
 //! `signature_header`, the `header_list` quirks, and the proxy's changes after signing.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use ring::signature::RsaKeyPair;
+#[path = "../../../tests/common/tyk_signer.rs"]
+mod tyk_signer;
 
 use super::*;
 use crate::signature::sign::{CavageSpec, Signer};
 use crate::signature::{Message, sign};
-
-/// An API definition's `request_signing` block.
-struct TykApi {
-    key_id: &'static str,
-    algorithm: &'static str,
-    secret: &'static str,
-    rsa: Option<RsaKeyPair>,
-    header_list: Vec<&'static str>,
-    signature_header: Option<&'static str>,
-}
-
-impl TykApi {
-    fn hmac(algorithm: &'static str) -> TykApi {
-        TykApi {
-            key_id: "tyk-gw-1",
-            algorithm,
-            secret: "9879879878787878",
-            rsa: None,
-            header_list: Vec::new(),
-            signature_header: None,
-        }
-    }
-
-    fn rsa() -> TykApi {
-        let pem = std::fs::read_to_string(fixture(
-            "vectors/rfc9421/keys/derived/test-key-rsa-pss.priv.pkcs8-rsaEncryption.pem",
-        ))
-        .unwrap();
-        let der = pem::parse(pem).unwrap();
-        TykApi {
-            key_id: "tyk-gw-rsa",
-            algorithm: "rsa-sha256",
-            secret: "",
-            rsa: Some(RsaKeyPair::from_pkcs8(der.contents()).unwrap()),
-            header_list: Vec::new(),
-            signature_header: None,
-        }
-    }
-}
-
-/// Go's `textproto.CanonicalMIMEHeaderKey`.
-fn canonical(name: &str) -> String {
-    name.split('-')
-        .map(|w| {
-            let w = w.to_ascii_lowercase();
-            let mut c = w.chars();
-            match c.next() {
-                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
-                None => String::new(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-/// A Go `http.Request` as the signer sees it: `r.Header` keeps canonical names, several values each.
-struct GoRequest {
-    method: String,
-    path: String,
-    header: Vec<(String, Vec<String>)>,
-}
+use tyk_signer::*;
 
 impl GoRequest {
-    fn new(method: &str, path: &str, h: &[(&str, &str)]) -> GoRequest {
-        let mut r = GoRequest {
-            method: method.to_string(),
-            path: path.to_string(),
-            header: Vec::new(),
-        };
-        for (k, v) in h {
-            r.add(k, v);
-        }
-        r
-    }
-
-    fn add(&mut self, k: &str, v: &str) {
-        let k = canonical(k);
-        match self.header.iter_mut().find(|(n, _)| *n == k) {
-            Some((_, vs)) => vs.push(v.to_string()),
-            None => self.header.push((k, vec![v.to_string()])),
-        }
-    }
-
-    /// `r.Header.Set`
-    fn set(&mut self, k: &str, v: &str) {
-        let k = canonical(k);
-        self.header.retain(|(n, _)| *n != k);
-        self.header.push((k, vec![v.to_string()]));
-    }
-
-    /// `r.Header.Get`: the first value, or "".
-    fn get(&self, k: &str) -> String {
-        let k = canonical(k);
-        self.header
-            .iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v[0].clone())
-            .unwrap_or_default()
-    }
-
     /// The request as it leaves for the backend.
     fn to_req(&self, target: &str) -> Req {
         let mut pairs = Vec::new();
@@ -121,117 +23,6 @@ impl GoRequest {
     }
 }
 
-/// A tiny deterministic generator for Go's random map order.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
-
-/// `generateHeaderList` + `generateHMACSignatureStringFromRequest` + the header Tyk sets.
-fn tyk_sign(api: &TykApi, r: &mut GoRequest, now: i64, seed: u64) {
-    let date_now = crate::signature::date::format_tyk(at(now));
-    let mut list: Vec<String>;
-    if api.header_list.is_empty() {
-        let mut names: Vec<String> = r.header.iter().map(|(k, _)| k.clone()).collect();
-        // Go map iteration order is random: shuffle (u64::MAX keeps insertion order).
-        let mut rng = Lcg(seed);
-        for i in (1..names.len()).rev().filter(|_| seed != u64::MAX) {
-            let j = (rng.next() % (i as u64 + 1)) as usize;
-            names.swap(i, j);
-        }
-        list = vec!["(request-target)".to_string()];
-        list.extend(names.iter().map(|n| n.trim().to_ascii_lowercase()));
-        if r.get("Date").is_empty() {
-            r.set("Date", &date_now);
-            list.push("date".to_string());
-        }
-    } else {
-        list = api
-            .header_list
-            .iter()
-            .filter(|h| !r.get(h).is_empty())
-            .map(|h| h.to_string())
-            .collect();
-        if list.is_empty() {
-            list = vec!["(request-target)".to_string(), "date".to_string()];
-            if r.get("Date").is_empty() {
-                r.set("Date", &date_now);
-            }
-        }
-    }
-    let mut lines = Vec::new();
-    for h in &list {
-        if h == "(request-target)" {
-            lines.push(format!(
-                "(request-target): {} {}",
-                r.method.to_ascii_lowercase(),
-                r.path
-            ));
-            continue;
-        }
-        let name = h.trim().to_ascii_lowercase();
-        if name == "date" {
-            let aux = r.get("X-Aux-Date");
-            let date = r.get("Date");
-            lines.push(if !aux.is_empty() {
-                format!("x-aux-date: {aux}")
-            } else if !date.is_empty() {
-                format!("date: {date}")
-            } else {
-                ": ".to_string()
-            });
-            continue;
-        }
-        lines.push(format!("{name}: {}", r.get(h).trim()));
-    }
-    let signing_string = lines.join("\n");
-    let signature = match &api.rsa {
-        Some(k) => {
-            let mut out = vec![0; k.public().modulus_len()];
-            k.sign(
-                &ring::signature::RSA_PKCS1_SHA256,
-                &ring::rand::SystemRandom::new(),
-                signing_string.as_bytes(),
-                &mut out,
-            )
-            .unwrap();
-            STANDARD.encode(out)
-        }
-        None => {
-            let alg = match api.algorithm {
-                "hmac-sha256" => ring::hmac::HMAC_SHA256,
-                "hmac-sha384" => ring::hmac::HMAC_SHA384,
-                "hmac-sha512" => ring::hmac::HMAC_SHA512,
-                _ => ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-            };
-            let mac = ring::hmac::sign(
-                &ring::hmac::Key::new(alg, api.secret.as_bytes()),
-                signing_string.as_bytes(),
-            );
-            // url.QueryEscape of standard base64
-            STANDARD
-                .encode(mac.as_ref())
-                .replace('+', "%2B")
-                .replace('/', "%2F")
-                .replace('=', "%3D")
-        }
-    };
-    let value = format!(
-        "Signature keyId=\"{}\",algorithm=\"{}\",headers=\"{}\",signature=\"{signature}\"",
-        api.key_id,
-        api.algorithm,
-        list.join(" ")
-    );
-    r.set(api.signature_header.unwrap_or("Authorization"), &value);
-}
-
 const NOW: i64 = 1764842400; // Thu, 04 Dec 2025 10:00:00 UTC
 
 fn keys() -> String {
@@ -240,17 +31,17 @@ fn keys() -> String {
         "keys:
   - id: tyk-gw-1
     algorithm: hmac-sha256
-    secret: \"9879879878787878\"
+    secret: \"{SECRET}\"
   - id: tyk-gw-sha1
     algorithm: hmac-sha1
     legacy_sha1: true
-    secret: \"9879879878787878\"
+    secret: \"{SECRET}\"
   - id: tyk-gw-384
     algorithm: hmac-sha384
-    secret: \"9879879878787878\"
+    secret: \"{SECRET}\"
   - id: tyk-gw-512
     algorithm: hmac-sha512
-    secret: \"9879879878787878\"
+    secret: \"{SECRET}\"
   - id: tyk-gw-rsa
     algorithm: rsa-sha256
     public_key: {}
@@ -306,7 +97,7 @@ fn worked_example_byte_for_byte() {
         &[("X-Request-Id", "r-1"), ("Accept", "application/json")],
     );
     // The map order of the example: X-Request-Id, Accept.
-    tyk_sign(&TykApi::hmac("hmac-sha256"), &mut g, NOW, u64::MAX);
+    tyk_sign(&TykApi::hmac("tyk-gw-1", "hmac-sha256"), &mut g, NOW, None);
     let h = g.to_req("/").headers;
     assert_eq!(h.get("authorization").unwrap().to_str().unwrap(), expected);
     assert_eq!(h.get("date").unwrap(), "Thu, 04 Dec 2025 10:00:00 UTC");
@@ -349,16 +140,10 @@ fn default_header_list_in_random_orders_every_algorithm() {
     ];
     let mut seen_orders = std::collections::HashSet::new();
     for seed in 0..40u64 {
-        for (api, key) in [
-            (TykApi::hmac("hmac-sha256"), "tyk-gw-1"),
-            (TykApi::hmac("hmac-sha1"), "tyk-gw-sha1"),
-            (TykApi::hmac("hmac-sha384"), "tyk-gw-384"),
-            (TykApi::hmac("hmac-sha512"), "tyk-gw-512"),
-            (TykApi::rsa(), "tyk-gw-rsa"),
-        ] {
-            let api = TykApi { key_id: key, ..api };
+        for api in TykApi::every() {
+            let key = api.key_id;
             let mut g = GoRequest::new("POST", "/orders?x=1", &base_headers);
-            tyk_sign(&api, &mut g, NOW, seed);
+            tyk_sign(&api, &mut g, NOW, Some(seed));
             let r = g.to_req("/orders?x=1");
             let auth = r
                 .headers
@@ -412,7 +197,12 @@ fn repeated_header_first_value_only_with_tyk_compat() {
         "/a",
         &[("Accept", "application/json"), ("Accept", "text/plain")],
     );
-    tyk_sign(&TykApi::hmac("hmac-sha256"), &mut g, NOW, 3);
+    tyk_sign(
+        &TykApi::hmac("tyk-gw-1", "hmac-sha256"),
+        &mut g,
+        NOW,
+        Some(3),
+    );
     let r = g.to_req("/a");
     accepted(&tyk_verifier(&compat()), &r, NOW);
     // The draft joins every value; Tyk signed only the first.
@@ -435,7 +225,12 @@ fn x_aux_date_with_tyk_compat() {
             ("Date", "Thu, 04 Dec 2025 09:00:00 GMT"),
         ],
     );
-    tyk_sign(&TykApi::hmac("hmac-sha256"), &mut g, NOW, 9);
+    tyk_sign(
+        &TykApi::hmac("tyk-gw-1", "hmac-sha256"),
+        &mut g,
+        NOW,
+        Some(9),
+    );
     let r = g.to_req("/a");
     // The freshness check also reads X-Aux-Date (the Date is an hour old).
     let e = explain(&tyk_verifier(&compat()), &r, NOW);
@@ -471,7 +266,12 @@ fn a_blank_x_aux_date_leaves_date_to_sign_and_to_check() {
                 ("Date", "Thu, 04 Dec 2025 10:00:00 UTC"),
             ],
         );
-        tyk_sign(&TykApi::hmac("hmac-sha256"), &mut g, NOW, 9);
+        tyk_sign(
+            &TykApi::hmac("tyk-gw-1", "hmac-sha256"),
+            &mut g,
+            NOW,
+            Some(9),
+        );
         g.set("X-Aux-Date", aux);
         let r = g.to_req("/a");
         let v = tyk_verifier(&compat());
@@ -486,7 +286,7 @@ fn a_blank_x_aux_date_leaves_date_to_sign_and_to_check() {
 #[test]
 fn signature_header_custom_and_signature() {
     // signature_header: x-tyk-signature -> X-Tyk-Signature: Signature keyId=...
-    let mut api = TykApi::hmac("hmac-sha256");
+    let mut api = TykApi::hmac("tyk-gw-1", "hmac-sha256");
     api.signature_header = Some("x-tyk-signature");
     let mut g = GoRequest::new(
         "GET",
@@ -496,7 +296,7 @@ fn signature_header_custom_and_signature() {
             ("X-Request-Id", "r-1"),
         ],
     );
-    tyk_sign(&api, &mut g, NOW, 1);
+    tyk_sign(&api, &mut g, NOW, Some(1));
     let r = g.to_req("/a");
     assert!(
         r.headers
@@ -521,10 +321,10 @@ fn signature_header_custom_and_signature() {
     );
 
     // signature_header: "Signature" -> read by default, prefix stripped.
-    let mut api = TykApi::hmac("hmac-sha256");
+    let mut api = TykApi::hmac("tyk-gw-1", "hmac-sha256");
     api.signature_header = Some("Signature");
     let mut g = GoRequest::new("GET", "/a", &[("Authorization", "Bearer client-token")]);
-    tyk_sign(&api, &mut g, NOW, 2);
+    tyk_sign(&api, &mut g, NOW, Some(2));
     let r = g.to_req("/a");
     accepted(&tyk_verifier(&strict()), &r, NOW);
     let mut t = r.clone();
@@ -542,7 +342,12 @@ fn signature_header_custom_and_signature() {
 fn authorization_covered_in_authorization_names_signature_header() {
     // The default list signs the client's Authorization, which Tyk then replaces.
     let mut g = GoRequest::new("GET", "/a", &[("Authorization", "Bearer client-token")]);
-    tyk_sign(&TykApi::hmac("hmac-sha256"), &mut g, NOW, 4);
+    tyk_sign(
+        &TykApi::hmac("tyk-gw-1", "hmac-sha256"),
+        &mut g,
+        NOW,
+        Some(4),
+    );
     let r = g.to_req("/a");
     refused(
         &tyk_verifier(&strict()),
@@ -556,10 +361,10 @@ fn authorization_covered_in_authorization_names_signature_header() {
 #[test]
 fn header_list_quirks() {
     // header_list [date, content-type] on a request without Date: headers="content-type" only.
-    let mut api = TykApi::hmac("hmac-sha256");
+    let mut api = TykApi::hmac("tyk-gw-1", "hmac-sha256");
     api.header_list = vec!["date", "content-type"];
     let mut g = GoRequest::new("POST", "/a", &[("Content-Type", "application/json")]);
-    tyk_sign(&api, &mut g, NOW, 0);
+    tyk_sign(&api, &mut g, NOW, Some(0));
     let r = g.to_req("/a");
     assert!(
         r.headers
@@ -586,7 +391,7 @@ fn header_list_quirks() {
     assert_eq!(ok.fresh_until, at(NOW + 300));
 
     // Case is kept, (request-target) and host are dropped.
-    let mut api = TykApi::hmac("hmac-sha256");
+    let mut api = TykApi::hmac("tyk-gw-1", "hmac-sha256");
     api.header_list = vec!["X-Request-Id", "(request-target)", "host", "Date"];
     let mut g = GoRequest::new(
         "GET",
@@ -596,7 +401,7 @@ fn header_list_quirks() {
             ("Date", "Thu, 04 Dec 2025 10:00:00 UTC"),
         ],
     );
-    tyk_sign(&api, &mut g, NOW, 0);
+    tyk_sign(&api, &mut g, NOW, Some(0));
     let r = g.to_req("/a");
     assert!(
         r.headers
@@ -620,10 +425,10 @@ fn header_list_quirks() {
     );
 
     // Nothing survives: Tyk falls back to "(request-target) date" and adds a Date.
-    let mut api = TykApi::hmac("hmac-sha256");
+    let mut api = TykApi::hmac("tyk-gw-1", "hmac-sha256");
     api.header_list = vec!["x-missing"];
     let mut g = GoRequest::new("GET", "/a", &[]);
-    tyk_sign(&api, &mut g, NOW, 0);
+    tyk_sign(&api, &mut g, NOW, Some(0));
     let r = g.to_req("/a");
     accepted(&tyk_verifier(&strict()), &r, NOW);
 }
@@ -637,7 +442,12 @@ fn dates_in_the_gateway_zone() {
         ("Thu, 04 Dec 2025 11:00:00 CET", false),
     ] {
         let mut g = GoRequest::new("GET", "/a", &[("Date", date)]);
-        tyk_sign(&TykApi::hmac("hmac-sha256"), &mut g, NOW, 0);
+        tyk_sign(
+            &TykApi::hmac("tyk-gw-1", "hmac-sha256"),
+            &mut g,
+            NOW,
+            Some(0),
+        );
         let r = g.to_req("/a");
         if ok {
             accepted(&tyk_verifier(&strict()), &r, NOW);
@@ -662,7 +472,12 @@ fn dates_in_the_gateway_zone() {
 fn listen_path_versus_target_url_path() {
     // Tyk signs /items; target_url http://backend/api makes the backend receive /api/items.
     let mut g = GoRequest::new("GET", "/items?page=2", &[]);
-    tyk_sign(&TykApi::hmac("hmac-sha256"), &mut g, NOW, 0);
+    tyk_sign(
+        &TykApi::hmac("tyk-gw-1", "hmac-sha256"),
+        &mut g,
+        NOW,
+        Some(0),
+    );
     let r = g.to_req("/api/items?page=2");
     refused(
         &tyk_verifier(&strict()),
@@ -693,7 +508,12 @@ fn listen_path_versus_target_url_path() {
 #[test]
 fn client_x_forwarded_for_is_replaced_after_signing() {
     let mut g = GoRequest::new("GET", "/a", &[("X-Forwarded-For", "198.51.100.1")]);
-    tyk_sign(&TykApi::hmac("hmac-sha256"), &mut g, NOW, 0);
+    tyk_sign(
+        &TykApi::hmac("tyk-gw-1", "hmac-sha256"),
+        &mut g,
+        NOW,
+        Some(0),
+    );
     accepted(&tyk_verifier(&strict()), &g.to_req("/a"), NOW);
     // The reverse proxy appends the client IP after signing.
     let mut r = g.to_req("/a");
@@ -710,7 +530,12 @@ fn client_x_forwarded_for_is_replaced_after_signing() {
 #[test]
 fn hop_by_hop_header_listed_but_removed() {
     let mut g = GoRequest::new("GET", "/a", &[("Connection", "keep-alive")]);
-    tyk_sign(&TykApi::hmac("hmac-sha256"), &mut g, NOW, 0);
+    tyk_sign(
+        &TykApi::hmac("tyk-gw-1", "hmac-sha256"),
+        &mut g,
+        NOW,
+        Some(0),
+    );
     let mut r = g.to_req("/a");
     r.headers.remove("connection");
     refused(
@@ -726,7 +551,12 @@ fn hop_by_hop_header_listed_but_removed() {
 fn empty_header_dropped_on_the_way_with_absent_headers_empty() {
     // Tyk signs `x-empty: ` for a header sent empty; a proxy that drops empty headers removes it.
     let mut g = GoRequest::new("GET", "/a", &[("X-Empty", "")]);
-    tyk_sign(&TykApi::hmac("hmac-sha256"), &mut g, NOW, 0);
+    tyk_sign(
+        &TykApi::hmac("tyk-gw-1", "hmac-sha256"),
+        &mut g,
+        NOW,
+        Some(0),
+    );
     accepted(&tyk_verifier(&strict()), &g.to_req("/a"), NOW);
     let mut r = g.to_req("/a");
     r.headers.remove("x-empty");
