@@ -182,11 +182,9 @@ impl App {
         };
 
         // Forward.
+        let limits = &snap.config.limits;
         let upgrade = proxy::is_upgrade(parts.version, &parts.headers);
-        let mut req = Request::from_parts(
-            parts,
-            body.into_req_body(snap.config.limits.stream_idle_timeout),
-        );
+        let mut req = Request::from_parts(parts, body.into_req_body(limits.stream_idle_timeout));
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let record = wants_log(&snap, reported.is_some()).then(|| {
@@ -218,30 +216,19 @@ impl App {
             .metrics
             .count(reported.as_ref().map(|d| d.reject), route.mode);
 
-        let limits = &snap.config.limits;
         let mut resp = match self
             .proxy
             .send(Request::from_parts(parts, body), limits)
             .await
         {
             Ok(r) => r,
-            Err(reject) => {
+            Err(d) => {
                 route.metrics.observe(start.elapsed());
                 let mut record = record;
                 if let Some(r) = &mut record {
-                    let detail = match reject {
-                        Reject::RequestTimeout => {
-                            "the request body stalled for limits.stream_idle_timeout"
-                        }
-                        Reject::MalformedRequest => "the request body failed while forwarded",
-                        Reject::UpstreamTimeout => {
-                            "the backend did not answer within limits.upstream_timeout"
-                        }
-                        _ => "backend request failed",
-                    };
-                    r.deny(&Denial::new(reject, detail), "upstream_failed");
+                    r.deny(&d, "upstream_failed");
                 }
-                let resp: Response<Full<Bytes>> = reject.response(Some(&request_id));
+                let resp: Response<Full<Bytes>> = d.reject.response(Some(&request_id));
                 return Ok(resp.map(|b| Logged::new(Either::Left(b), record)));
             }
         };

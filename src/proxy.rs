@@ -19,7 +19,7 @@ use crate::upstream::{Pool, PooledBody, SendError};
 
 use crate::config::{Limits, Upstream};
 use crate::headers::{SPOOFABLE, is_countersign_owned};
-use crate::reject::Reject;
+use crate::reject::{Denial, Reject};
 
 /// The body sent upstream: streamed from the client (within `limits.stream_idle_timeout`), or
 /// buffered (when a digest was checked).
@@ -195,13 +195,13 @@ impl Proxy {
 
     /// Sends the request; the response head must arrive within the upstream timeout of the last
     /// byte the backend was handed (a client slow to upload is bounded by
-    /// `limits.stream_idle_timeout` instead).
-    /// The timeouts come from `limits` of the request's snapshot, so a reload changes them.
+    /// `limits.stream_idle_timeout` instead). The timeouts come from `limits` of the request's
+    /// snapshot, so a reload changes them. A failure says why, for the access line.
     pub async fn send(
         &self,
         req: Request<ReqBody>,
         limits: &Limits,
-    ) -> Result<Response<PooledBody>, Reject> {
+    ) -> Result<Response<PooledBody>, Denial> {
         let upload = match req.body() {
             Either::Left(b) => b.upload().cloned(),
             Either::Right(_) => None,
@@ -209,12 +209,16 @@ impl Proxy {
         let send = std::pin::pin!(self.pool.send(req, limits.upstream_connect_timeout));
         match answered(send, limits.upstream_timeout, upload).await {
             Some(Ok(resp)) => Ok(resp),
-            Some(Err(SendError::Http(e))) if crate::stream_idle::is_idle(&e) => {
-                Err(Reject::RequestTimeout)
-            }
+            Some(Err(SendError::Http(e))) if crate::stream_idle::is_idle(&e) => Err(Denial::new(
+                Reject::RequestTimeout,
+                "the request body stalled for limits.stream_idle_timeout",
+            )),
             Some(Err(SendError::Http(e))) if client_body_failed(&e) => {
                 tracing::info!(target: "countersign::upstream", error = %error_chain(&e), "the client's request body failed while it was forwarded");
-                Err(Reject::MalformedRequest)
+                Err(Denial::new(
+                    Reject::MalformedRequest,
+                    "the request body failed while forwarded",
+                ))
             }
             Some(Err(e)) => {
                 let kind = match e {
@@ -223,12 +227,18 @@ impl Proxy {
                 };
                 crate::metrics::upstream_error(kind);
                 tracing::warn!(target: "countersign::upstream", kind, error = %error_chain(&e), "backend request failed");
-                Err(Reject::UpstreamUnavailable)
+                Err(Denial::new(
+                    Reject::UpstreamUnavailable,
+                    "backend request failed",
+                ))
             }
             None => {
                 crate::metrics::upstream_error("timeout");
                 tracing::warn!(target: "countersign::upstream", kind = "timeout", timeout_ms = limits.upstream_timeout.as_millis() as u64, "backend did not answer in time");
-                Err(Reject::UpstreamTimeout)
+                Err(Denial::new(
+                    Reject::UpstreamTimeout,
+                    "the backend did not answer within limits.upstream_timeout",
+                ))
             }
         }
     }
