@@ -408,18 +408,14 @@ async fn an_upload_that_stalls_is_408_after_stream_idle_timeout() {
     .await;
     // h1: ten bytes of a hundred, then nothing.
     let t = Instant::now();
-    let mut s = tls_connect(&pki, sc.addr, Some(&pki.client), b"")
-        .await
-        .unwrap();
-    s.write_all(b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .expect("answered within stream_idle_timeout")
-        .ok();
-    let text = String::from_utf8_lossy(&out);
+    let stalled = b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789";
+    let text = tokio::time::timeout(
+        Duration::from_secs(5),
+        raw_tls(&pki, sc.addr, Some(&pki.client), b"", stalled),
+    )
+    .await
+    .expect("answered within stream_idle_timeout")
+    .unwrap();
     assert_eq!(status_of(&text), 408, "{text}");
     assert_eq!(json_of(&text)["error"], "request_timeout");
     assert!(t.elapsed() >= Duration::from_millis(300));

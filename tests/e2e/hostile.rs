@@ -1350,32 +1350,27 @@ async fn oversized_heads_slow_clients_and_non_tls_bytes() {
 
     // A stalled body on a route that needs nothing streams to the backend, which never answers:
     // stream_idle_timeout bounds it (the client is the one awaited), 408.
-    let mut s = tls_connect(&b.pki, b.sc.addr, None, b"").await.unwrap();
-    s.write_all(
-        b"POST /public/slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789",
+    let stalled =
+        b"POST /public/slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789";
+    let text = tokio::time::timeout(
+        Duration::from_secs(5),
+        raw_tls(&b.pki, b.sc.addr, None, b"", stalled),
     )
     .await
+    .expect("answered within stream_idle_timeout")
     .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .expect("answered within stream_idle_timeout")
-        .ok();
-    let text = String::from_utf8_lossy(&out);
     assert_eq!(status_of(&text), 408, "{text}");
     assert_eq!(json_of(&text)["error"], "request_timeout");
     // A digest that must be checked (a signature covering it, on a signature route), with a body
     // that stalls: 408, and nothing is forwarded.
-    let mut s = tls_connect(&b.pki, b.sc.addr, None, b"").await.unwrap();
-    s.write_all(b"POST /slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\nDigest: SHA-256=AAAA\r\nSignature: keyId=\"k1\",headers=\"digest\",signature=\"AAAA\"\r\n\r\n0123456789")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .expect("answered within body_timeout")
-        .ok();
-    let text = String::from_utf8_lossy(&out);
+    let stalled = b"POST /slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\nDigest: SHA-256=AAAA\r\nSignature: keyId=\"k1\",headers=\"digest\",signature=\"AAAA\"\r\n\r\n0123456789";
+    let text = tokio::time::timeout(
+        Duration::from_secs(5),
+        raw_tls(&b.pki, b.sc.addr, None, b"", stalled),
+    )
+    .await
+    .expect("answered within body_timeout")
+    .unwrap();
     assert_eq!(status_of(&text), 408, "{text}");
     assert_eq!(json_of(&text)["error"], "request_timeout");
     assert!(
