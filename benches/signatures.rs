@@ -24,6 +24,8 @@ struct Args {
 }
 
 const AT: u64 = 1_764_842_400;
+/// The Tyk HMAC key's secret, in the registry, the signer and the bare and floor HMACs.
+const HMAC_SECRET: &str = "9879879878787878";
 const URL: &str = "https://api.internal:8443/orders/42?expand=items&page=2";
 
 struct Case {
@@ -130,7 +132,7 @@ fn setup(dir: &Path) -> Vec<(Case, Bare)> {
         std::fs::write(dir.join(n), c).unwrap();
     }
     let yaml = format!(
-        "keys:\n  - id: hmac\n    algorithm: hmac-sha256\n    secret: 9879879878787878\n  - id: rsa\n    algorithm: rsa-sha256\n    public_key: {rsa_pub}\n  - id: ed\n    algorithm: ed25519\n    public_key: {ed_pub}\n  - id: p256\n    algorithm: ecdsa-p256-sha256\n    public_key: {p256_pub}\n"
+        "keys:\n  - id: hmac\n    algorithm: hmac-sha256\n    secret: {HMAC_SECRET}\n  - id: rsa\n    algorithm: rsa-sha256\n    public_key: {rsa_pub}\n  - id: ed\n    algorithm: ed25519\n    public_key: {ed_pub}\n  - id: p256\n    algorithm: ecdsa-p256-sha256\n    public_key: {p256_pub}\n"
     );
     let mut settings = SignatureSettings::default();
     settings.clock_skew = Duration::from_secs(u32::MAX as u64);
@@ -152,7 +154,7 @@ fn setup(dir: &Path) -> Vec<(Case, Bare)> {
     )
     .unwrap();
     let p256_pub_raw = p256_kp.public_key().as_ref().to_vec();
-    let hmac_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"9879879878787878");
+    let hmac_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, HMAC_SECRET.as_bytes());
     let path = |p: &Path| p.display().to_string();
 
     let tyk = signed(&[
@@ -163,7 +165,7 @@ fn setup(dir: &Path) -> Vec<(Case, Bare)> {
         "--key-id",
         "hmac",
         "--secret",
-        "9879879878787878",
+        HMAC_SECRET,
     ]);
     let rsa = signed(&[
         "--scheme",
@@ -326,7 +328,7 @@ fn signatures(c: &mut Criterion) {
             b.iter(|| black_box(bare(black_box(&case.base), black_box(&case.signature))))
         });
         if case.name == "tyk hmac-sha256" {
-            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"9879879878787878");
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, HMAC_SECRET.as_bytes());
             let auth = case.headers[http::header::AUTHORIZATION].to_str().unwrap();
             let start = auth.find("signature=\"").unwrap() + "signature=\"".len();
             let sig_at = start..auth.len() - 1;
