@@ -12,6 +12,7 @@ pub mod proxy_protocol;
 // 2. TLS and the peer's identity
 pub mod tls;
 // 3. HTTP/1.1 and HTTP/2 on the connection
+pub mod keep_alive;
 pub mod serve;
 // 4. one request, top to bottom
 pub mod app;

@@ -1,9 +1,11 @@
 //! Step 3: HTTP on one connection: hyper-util's automatic HTTP/1.1 and HTTP/2, with the head-size,
-//! header-timeout and stream limits, and graceful shutdown. Next: `app.rs`, once per request.
+//! header-timeout and stream limits, the keep-alive idle limit, and graceful shutdown. Next:
+//! `app.rs`, once per request.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -14,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, ConnInfo};
 use crate::config::Limits;
+use crate::keep_alive::{self, Activity, Tracked, Watched};
 use crate::metrics;
 
 /// hyper's own limit on header lines per HTTP/1.1 request.
@@ -25,6 +28,9 @@ pub struct Http {
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     auto: auto::Builder<TokioExecutor>,
+    /// How long a connection may wait for its next request (`limits.header_read_timeout`): hyper
+    /// keeps it for HTTP/1.1, [`keep_alive`] for HTTP/2.
+    keep_alive_idle: Duration,
 }
 
 impl std::fmt::Debug for Http {
@@ -90,7 +96,12 @@ impl Http {
             .max_pending_accept_reset_streams(Some(64))
             .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
             .keep_alive_timeout(std::time::Duration::from_secs(20));
-        Http { h1, h2, auto }
+        Http {
+            h1,
+            h2,
+            auto,
+            keep_alive_idle: limits.header_read_timeout,
+        }
     }
 }
 
@@ -142,10 +153,12 @@ where
     }
 }
 
-/// Drives a connection until it ends; when `close` is cancelled, lets in-flight requests finish.
+/// Drives a connection until it ends; when `close` is cancelled, or `idle` resolves, lets
+/// in-flight requests finish and closes.
 async fn drive<F, E>(
     c: F,
     close: &CancellationToken,
+    idle: impl Future<Output = ()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     F: Graceful<Output = Result<(), E>>,
@@ -158,6 +171,11 @@ where
             c.as_mut().begin_graceful();
             c.await
         }
+        _ = idle => {
+            tracing::debug!("no request for limits.header_read_timeout; closing the connection");
+            c.as_mut().begin_graceful();
+            c.await
+        }
     };
     r.map_err(Into::into)
 }
@@ -165,32 +183,68 @@ where
 /// Serves HTTP on `io` until the client leaves, or until `conn.close` is cancelled (shutdown, or
 /// the client's certificate was revoked): then in-flight requests finish and the connection closes.
 /// A TLS connection's protocol is known from ALPN, so its bytes go straight to the HTTP/1.1 or
-/// HTTP/2 state machine; a plain one is detected from its first bytes.
+/// HTTP/2 state machine; a plain one is detected from its first bytes. Requests are counted in and
+/// out ([`keep_alive`]): an HTTP/2 connection closes once it has had none for the keep-alive idle
+/// limit (hyper does this itself for HTTP/1.1), and an HTTP/1.1 connection closed idle is not
+/// counted as a slow head.
 pub async fn serve<I>(io: I, http: &Http, proto: Proto, app: Arc<App>, conn: Arc<ConnInfo>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
     let close = conn.close.clone();
-    let svc = service_fn(move |req| app.clone().handle(req, conn.clone()));
-    let io = TokioIo::new(io);
+    let activity = Arc::new(Activity::default());
+    let counted = activity.clone();
+    let svc = service_fn(move |req| {
+        let in_flight = counted.begin();
+        let handled = app.clone().handle(req, conn.clone());
+        async move {
+            let response = handled.await?;
+            Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::new(b, in_flight)))
+        }
+    });
     let result = match proto {
-        Proto::Http1 => drive(http.h1.serve_connection(io, svc).with_upgrades(), &close).await,
-        Proto::Http2 => drive(http.h2.serve_connection(io, svc), &close).await,
-        Proto::Detect => drive(http.auto.serve_connection_with_upgrades(io, svc), &close).await,
+        Proto::Http1 => {
+            let io = TokioIo::new(Watched::new(io, activity.clone()));
+            let c = http.h1.serve_connection(io, svc).with_upgrades();
+            drive(c, &close, std::future::pending()).await
+        }
+        Proto::Http2 => {
+            let idle = keep_alive::idle(&activity, http.keep_alive_idle);
+            drive(
+                http.h2.serve_connection(TokioIo::new(io), svc),
+                &close,
+                idle,
+            )
+            .await
+        }
+        Proto::Detect => {
+            let io = TokioIo::new(Watched::new(io, activity.clone()));
+            let idle = keep_alive::idle(&activity, http.keep_alive_idle);
+            let c = http.auto.serve_connection_with_upgrades(io, svc);
+            drive(c, &close, idle).await
+        }
     };
     if let Err(e) = result {
-        classify(&*e, peer);
+        classify(&*e, peer, &activity);
     }
 }
 
-/// Counts and logs what ended a connection badly.
-fn classify(e: &(dyn std::error::Error + 'static), peer: std::net::SocketAddr) {
+/// Counts and logs what ended a connection badly. hyper's header timeout on a keep-alive
+/// connection that was at rest (served, and sent nothing since) is the idle limit doing its job,
+/// not a slow head: logged, not counted.
+fn classify(
+    e: &(dyn std::error::Error + 'static),
+    peer: std::net::SocketAddr,
+    activity: &Activity,
+) {
     let Some(h) = e.downcast_ref::<hyper::Error>() else {
         tracing::debug!(%peer, error = %e, "connection ended");
         return;
     };
-    if h.is_timeout() {
+    if h.is_timeout() && activity.at_rest() {
+        tracing::debug!(%peer, "no request for limits.header_read_timeout; keep-alive connection closed");
+    } else if h.is_timeout() {
         metrics::CONN.header_timeout.increment(1);
         tracing::debug!(%peer, "request head not received within limits.header_read_timeout; connection closed");
     } else if h.is_parse_too_large() {

@@ -490,6 +490,17 @@ async fn rapid_reset_is_tolerated_up_to_the_limit_then_the_connection_is_closed(
 
 /// An `h2` crate connection: `:path` and header names exactly as given.
 async fn h2_client(b: &Bench, cert: bool) -> h2::client::SendRequest<Bytes> {
+    h2_connection(b, cert).await.0
+}
+
+/// [`h2_client`], and the connection's task, which ends when the connection closes.
+async fn h2_connection(
+    b: &Bench,
+    cert: bool,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
     let tcp = TcpStream::connect(b.sc.addr).await.unwrap();
     let cfg = client_tls(&b.pki, cert.then_some(&b.pki.client), &[b"h2"]);
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
@@ -497,10 +508,7 @@ async fn h2_client(b: &Bench, cert: bool) -> h2::client::SendRequest<Bytes> {
         .await
         .unwrap();
     let (send, conn) = h2::client::handshake(tls).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    send
+    (send, tokio::spawn(conn))
 }
 
 /// Sends a GET of `path` with `headers`; returns the status and the JSON body.
@@ -669,4 +677,74 @@ async fn the_http1_attacks_over_h2() {
     .await;
     assert_eq!((status, v["error"].as_str()), (401, Some("replayed")));
     b.sc.stop().await;
+}
+
+/// The keep-alive idle limit (`limits.header_read_timeout`) closes an HTTP/2 connection that has
+/// had no request for that long, as hyper does for HTTP/1.1: gracefully (the client's connection
+/// ends without an error), and never while a request is in flight or requests keep coming.
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed() {
+    const IDLE: Duration = Duration::from_millis(400);
+    let b = Bench::new("limits:\n  header_read_timeout: 400ms\n").await;
+    let (mut send, mut conn) = h2_connection(&b, false).await;
+    assert_eq!(h2_get(&mut send, "/public/first", &[]).await.0, 200);
+
+    // An upload that trickles for 1.2 s (three idle limits) is in flight the whole time.
+    let mut ready = send.clone().ready().await.unwrap();
+    let req = http::Request::post("https://localhost/public/upload")
+        .body(())
+        .unwrap();
+    let (resp, mut body) = ready.send_request(req, false).unwrap();
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        body.send_data(Bytes::from(format!("part {i};")), i == 5)
+            .unwrap();
+    }
+    let resp = tokio::time::timeout(Duration::from_secs(5), resp)
+        .await
+        .expect("the upload's answer")
+        .expect("the upload was served on the same connection");
+    assert_eq!(resp.status(), 200);
+    assert!(!conn.is_finished(), "closed with a request in flight");
+
+    // A request every 200 ms for 1.2 s: never idle for the limit.
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (status, _) = h2_get(&mut send, &format!("/public/steady/{i}"), &[]).await;
+        assert_eq!(status, 200);
+    }
+    assert!(!conn.is_finished(), "closed while requests kept coming");
+
+    // Then nothing: the connection is closed after the limit (and at most a quarter more), with
+    // a GOAWAY the client's connection ends on without an error.
+    let quiet = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), &mut conn)
+        .await
+        .expect("an idle HTTP/2 connection was not closed");
+    let after = quiet.elapsed();
+    ended.unwrap().expect("closed gracefully");
+    assert!(after >= IDLE, "closed {after:?} after the last request");
+    let seen = b.be.targets();
+    assert!(seen.contains(&"/public/upload".to_string()), "{seen:?}");
+    b.still_serves("an idle HTTP/2 connection closed").await;
+    b.sc.stop().await;
+}
+
+/// The same over a plain connection, where HTTP/2 is detected from the client's first bytes.
+#[tokio::test]
+async fn an_idle_h2c_connection_is_closed() {
+    let pki = Pki::new();
+    let be = Recorder::start().await;
+    let yaml = "upstream: http://{UP}\nlog:\n  access: off\nlimits:\n  header_read_timeout: 300ms\nroutes:\n  - path: /\n    require: []\n";
+    let sc = Sidecar::start(&pki, be.addr, yaml).await;
+    let tcp = TcpStream::connect(sc.addr).await.unwrap();
+    let (mut send, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    assert_eq!(h2_get(&mut send, "/plain", &[]).await.0, 200);
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("an idle h2c connection was not closed");
+    ended.unwrap().expect("closed gracefully");
+    assert_eq!(be.targets(), vec!["/plain".to_string()]);
+    sc.stop().await;
 }

@@ -360,6 +360,69 @@ async fn slowloris_connections_are_closed_and_counted() {
     sc.stop().await;
 }
 
+/// A keep-alive connection with no next request is closed after `header_read_timeout` (the
+/// keep-alive idle limit) and not counted as a slow head; half a head after a served request
+/// still is.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_not_counted() {
+    const LIMIT: Duration = Duration::from_millis(400);
+    let pki = Pki::new();
+    let be = echo().await;
+    let sc = Sidecar::start(
+        &pki,
+        be.addr,
+        &yaml("limits:\n  header_read_timeout: 400ms\n"),
+    )
+    .await;
+    let timeouts = || async {
+        sample(
+            &sc.metrics().await,
+            "countersign_connection_errors_total{kind=\"header_timeout\"}",
+        )
+    };
+
+    let mut idle = tls_connect(&pki, sc.addr, Some(&pki.client), b"")
+        .await
+        .unwrap();
+    idle.write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut idle).await.unwrap().status, 200);
+    let quiet = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "an idle keep-alive connection was not closed"
+    );
+    assert!(
+        quiet.elapsed() >= LIMIT,
+        "closed after {:?}",
+        quiet.elapsed()
+    );
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+
+    let mut slow = tls_connect(&pki, sc.addr, Some(&pki.client), b"")
+        .await
+        .unwrap();
+    slow.write_all(b"GET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut slow).await.unwrap().status, 200);
+    slow.write_all(b"GET /three HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "a head that never completes was not cut");
+    eventually(5, || async { timeouts().await >= 1.0 }).await;
+    assert_eq!(
+        timeouts().await,
+        1.0,
+        "the idle close was counted as a slow head"
+    );
+    sc.stop().await;
+}
+
 /// An h2c backend (HTTP/2 with prior knowledge, as gRPC servers are) that reports what it got.
 async fn h2c_backend() -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
