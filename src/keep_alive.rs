@@ -12,6 +12,7 @@
 //! apart: [`Activity::at_rest`]. Per request: two atomic adds and a reference count; per read, a
 //! plain store; per HTTP/2 connection, a timer that fires four times per limit.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -165,6 +166,46 @@ impl<I: AsyncWrite> AsyncWrite for Watched<I> {
 }
 
 pin_project_lite::pin_project! {
+    /// A request's handler: the request is counted in flight from its start, and the guard is
+    /// handed to the response body ([`Tracked`]) when the handler answers. A struct rather than an
+    /// `async` block, so the handler's future is polled where it was built instead of being
+    /// moved into a larger one.
+    #[derive(Debug)]
+    pub struct Counted<F> {
+        #[pin]
+        handler: F,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<F> Counted<F> {
+    /// Counts a request in on `activity` and runs `handler` for it.
+    pub fn new(activity: &Arc<Activity>, handler: F) -> Self {
+        Counted {
+            in_flight: Some(activity.begin()),
+            handler,
+        }
+    }
+}
+
+impl<F, B, E> Future for Counted<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = Result<http::Response<Tracked<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.handler.poll(cx))?;
+        let in_flight = this
+            .in_flight
+            .take()
+            .expect("Counted polled after it answered");
+        Poll::Ready(Ok(response.map(|b| Tracked::new(b, in_flight))))
+    }
+}
+
+pin_project_lite::pin_project! {
     /// A response body that keeps its request counted in flight until it is done.
     #[derive(Debug)]
     pub struct Tracked<B> {
@@ -299,6 +340,35 @@ mod tests {
         watcher.await;
         let quiet = last.elapsed();
         assert!(quiet >= limit && quiet <= limit + limit / 4, "{quiet:?}");
+    }
+
+    #[tokio::test]
+    async fn a_request_counts_from_its_start_to_its_body_and_out_if_abandoned() {
+        let a = Arc::new(Activity::default());
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let handler = async move {
+            answered.await.unwrap();
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                bytes::Bytes::from_static(b"ok"),
+            )))
+        };
+        let counted = tokio::spawn(Counted::new(&a, handler));
+        tokio::task::yield_now().await;
+        assert_eq!(a.in_flight(), 1, "counted while the handler works");
+        answer.send(()).unwrap();
+        let response = counted.await.unwrap().unwrap();
+        assert_eq!(a.in_flight(), 1, "still in flight while the body is unsent");
+        drop(response);
+        assert_eq!(a.in_flight(), 0);
+
+        let abandoned = Counted::new(&a, std::future::pending::<Result<http::Response<()>, ()>>());
+        assert_eq!(a.in_flight(), 1);
+        drop(abandoned);
+        assert_eq!(
+            a.in_flight(),
+            0,
+            "a handler dropped unanswered (the stream reset)"
+        );
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, ConnInfo};
 use crate::config::Limits;
-use crate::keep_alive::{self, Activity, Tracked, Watched};
+use crate::keep_alive::{self, Activity, Counted, Watched};
 use crate::metrics;
 
 /// hyper's own limit on header lines per HTTP/1.1 request.
@@ -195,14 +195,7 @@ where
     let close = conn.close.clone();
     let activity = Arc::new(Activity::default());
     let counted = activity.clone();
-    let svc = service_fn(move |req| {
-        let in_flight = counted.begin();
-        let handled = app.clone().handle(req, conn.clone());
-        async move {
-            let response = handled.await?;
-            Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::new(b, in_flight)))
-        }
-    });
+    let svc = service_fn(move |req| Counted::new(&counted, app.clone().handle(req, conn.clone())));
     let result = match proto {
         Proto::Http1 => {
             let io = TokioIo::new(Watched::new(io, activity.clone()));
