@@ -153,16 +153,20 @@ where
     }
 }
 
-/// Drives a connection until it ends; when `close` is cancelled, or `idle` resolves, lets
-/// in-flight requests finish and closes.
-async fn drive<F, E>(
+/// Drives a connection until it ends; when `close` is cancelled, lets in-flight requests finish
+/// and closes. When a future from `idle` resolves, closes the same way; if the connection is then
+/// still open when `idle` resolves a second time (nothing in flight and nothing new for another
+/// limit: a client that never sent the HTTP/2 preface, whose close hyper would otherwise wait on
+/// for ever, or one that does not answer the GOAWAY), drops it.
+async fn drive<F, E, I>(
     c: F,
     close: &CancellationToken,
-    idle: impl Future<Output = ()>,
+    idle: impl Fn() -> I,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     F: Graceful<Output = Result<(), E>>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: Future<Output = ()>,
 {
     tokio::pin!(c);
     let r = tokio::select! {
@@ -171,10 +175,16 @@ where
             c.as_mut().begin_graceful();
             c.await
         }
-        _ = idle => {
+        _ = idle() => {
             tracing::debug!("no request for limits.header_read_timeout; closing the connection");
             c.as_mut().begin_graceful();
-            c.await
+            tokio::select! {
+                r = c.as_mut() => r,
+                _ = idle() => {
+                    tracing::debug!("idle connection did not close within limits.header_read_timeout; dropped");
+                    Ok(())
+                }
+            }
         }
     };
     r.map_err(Into::into)
@@ -200,20 +210,16 @@ where
         Proto::Http1 => {
             let io = TokioIo::new(Watched::new(io, activity.clone()));
             let c = http.h1.serve_connection(io, svc).with_upgrades();
-            drive(c, &close, std::future::pending()).await
+            drive(c, &close, std::future::pending::<()>).await
         }
         Proto::Http2 => {
-            let idle = keep_alive::idle(&activity, http.keep_alive_idle);
-            drive(
-                http.h2.serve_connection(TokioIo::new(io), svc),
-                &close,
-                idle,
-            )
-            .await
+            let idle = || keep_alive::idle(&activity, http.keep_alive_idle);
+            let c = http.h2.serve_connection(TokioIo::new(io), svc);
+            drive(c, &close, idle).await
         }
         Proto::Detect => {
             let io = TokioIo::new(Watched::new(io, activity.clone()));
-            let idle = keep_alive::idle(&activity, http.keep_alive_idle);
+            let idle = || keep_alive::idle(&activity, http.keep_alive_idle);
             let c = http.auto.serve_connection_with_upgrades(io, svc);
             drive(c, &close, idle).await
         }

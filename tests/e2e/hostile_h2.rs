@@ -748,3 +748,57 @@ async fn an_idle_h2c_connection_is_closed() {
     assert_eq!(be.targets(), vec!["/plain".to_string()]);
     sc.stop().await;
 }
+
+/// A TLS connection that agrees on h2 and then never sends the connection preface is closed by
+/// the same limit (hyper would wait for the preface for ever).
+#[tokio::test]
+async fn an_h2_connection_without_a_preface_is_closed() {
+    let b = Bench::new("limits:\n  header_read_timeout: 300ms\n").await;
+    let tcp = TcpStream::connect(b.sc.addr).await.unwrap();
+    let cfg = client_tls(&b.pki, None, &[b"h2"]);
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut got)).await;
+    assert!(
+        closed.is_ok(),
+        "a connection without a preface was kept open"
+    );
+    b.still_serves("a connection without a preface closed")
+        .await;
+    b.sc.stop().await;
+}
+
+/// A plain connection that sends nothing, or only part of the HTTP/2 preface, is closed by the
+/// same limit: hyper-util's protocol detection would wait for the first bytes for ever.
+#[tokio::test]
+async fn a_plain_connection_that_never_shows_its_protocol_is_closed() {
+    let pki = Pki::new();
+    let be = Recorder::start().await;
+    let yaml = "upstream: http://{UP}\nlog:\n  access: off\nlimits:\n  header_read_timeout: 300ms\nroutes:\n  - path: /\n    require: []\n";
+    let sc = Sidecar::start(&pki, be.addr, yaml).await;
+    for (what, sent) in [
+        ("nothing", &b""[..]),
+        ("half a preface", &b"PRI * HTTP/2.0\r\n"[..]),
+    ] {
+        let mut tcp = TcpStream::connect(sc.addr).await.unwrap();
+        tcp.write_all(sent).await.unwrap();
+        let mut got = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut got)).await;
+        assert!(
+            closed.is_ok(),
+            "a plain connection that sent {what} was kept open"
+        );
+    }
+    let raw = raw_plain(
+        sc.addr,
+        b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status_of(&raw), 200);
+    sc.stop().await;
+}
