@@ -684,19 +684,19 @@ async fn the_http1_attacks_over_h2() {
 /// ends without an error), and never while a request is in flight or requests keep coming.
 #[tokio::test]
 async fn an_idle_h2_connection_is_closed() {
-    const IDLE: Duration = Duration::from_millis(400);
-    let b = Bench::new("limits:\n  header_read_timeout: 400ms\n").await;
+    const IDLE: Duration = Duration::from_secs(1);
+    let b = Bench::new("limits:\n  header_read_timeout: 1s\n").await;
     let (mut send, mut conn) = h2_connection(&b, false).await;
     assert_eq!(h2_get(&mut send, "/public/first", &[]).await.0, 200);
 
-    // An upload that trickles for 1.2 s (three idle limits) is in flight the whole time.
+    // An upload that trickles for 2.4 s (more than twice the limit) is in flight the whole time.
     let mut ready = send.clone().ready().await.unwrap();
     let req = http::Request::post("https://localhost/public/upload")
         .body(())
         .unwrap();
     let (resp, mut body) = ready.send_request(req, false).unwrap();
     for i in 0..6 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         body.send_data(Bytes::from(format!("part {i};")), i == 5)
             .unwrap();
     }
