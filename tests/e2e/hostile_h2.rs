@@ -730,13 +730,23 @@ async fn an_idle_h2_connection_is_closed() {
     b.sc.stop().await;
 }
 
+/// A sidecar without TLS (HTTP/1.1 or HTTP/2 detected from a connection's first bytes) in front of
+/// a recorder, every path anonymous, with `header_read_timeout` as given. The PKI holds the
+/// config's directory and must outlive the sidecar.
+async fn plain_sidecar(header_read_timeout: &str) -> (Pki, Recorder, Sidecar) {
+    let pki = Pki::new();
+    let be = Recorder::start().await;
+    let yaml = format!(
+        "upstream: http://{{UP}}\nlog:\n  access: off\nlimits:\n  header_read_timeout: {header_read_timeout}\nroutes:\n  - path: /\n    require: []\n"
+    );
+    let sc = Sidecar::start(&pki, be.addr, &yaml).await;
+    (pki, be, sc)
+}
+
 /// The same over a plain connection, where HTTP/2 is detected from the client's first bytes.
 #[tokio::test]
 async fn an_idle_h2c_connection_is_closed() {
-    let pki = Pki::new();
-    let be = Recorder::start().await;
-    let yaml = "upstream: http://{UP}\nlog:\n  access: off\nlimits:\n  header_read_timeout: 300ms\nroutes:\n  - path: /\n    require: []\n";
-    let sc = Sidecar::start(&pki, be.addr, yaml).await;
+    let (_pki, be, sc) = plain_sidecar("300ms").await;
     let tcp = TcpStream::connect(sc.addr).await.unwrap();
     let (mut send, conn) = h2::client::handshake(tcp).await.unwrap();
     let conn = tokio::spawn(conn);
@@ -749,8 +759,9 @@ async fn an_idle_h2c_connection_is_closed() {
     sc.stop().await;
 }
 
-/// A TLS connection that agrees on h2 and then never sends the connection preface is closed by
-/// the same limit (hyper would wait for the preface for ever).
+/// A TLS connection that agrees on h2 and then never sends the connection preface is closed:
+/// hyper would wait for the preface for ever, even after the GOAWAY the idle limit sends, so the
+/// connection is dropped once it has been idle for the limit a second time.
 #[tokio::test]
 async fn an_h2_connection_without_a_preface_is_closed() {
     let b = Bench::new("limits:\n  header_read_timeout: 300ms\n").await;
@@ -776,10 +787,7 @@ async fn an_h2_connection_without_a_preface_is_closed() {
 /// same limit: hyper-util's protocol detection would wait for the first bytes for ever.
 #[tokio::test]
 async fn a_plain_connection_that_never_shows_its_protocol_is_closed() {
-    let pki = Pki::new();
-    let be = Recorder::start().await;
-    let yaml = "upstream: http://{UP}\nlog:\n  access: off\nlimits:\n  header_read_timeout: 300ms\nroutes:\n  - path: /\n    require: []\n";
-    let sc = Sidecar::start(&pki, be.addr, yaml).await;
+    let (_pki, be, sc) = plain_sidecar("300ms").await;
     for (what, sent) in [
         ("nothing", &b""[..]),
         ("half a preface", &b"PRI * HTTP/2.0\r\n"[..]),
@@ -800,5 +808,6 @@ async fn a_plain_connection_that_never_shows_its_protocol_is_closed() {
     .await
     .unwrap();
     assert_eq!(status_of(&raw), 200);
+    assert_eq!(be.targets(), vec!["/after".to_string()]);
     sc.stop().await;
 }
