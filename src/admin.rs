@@ -1,8 +1,11 @@
 //! The admin listener, beside the request path: `/healthz`, `/readyz`, `/metrics`. Never on the
-//! main listener.
+//! main listener. Bounded like it: at most [`MAX_CONNECTIONS`] open at once, and a request head
+//! (or the next one on a keep-alive connection) must come within `limits.header_read_timeout`,
+//! so clients that connect and stay silent cannot use up the process's file descriptors.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -10,8 +13,68 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
 use crate::inject::probes::AppProbes;
 use crate::state::Shared;
+
+/// The most admin connections open at once (probes and scrapes need a few); more are closed at
+/// once. Within the 256 descriptors `limits.max_connections` leaves aside.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long open admin requests get to finish once the admin listener stops.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves `router` on `listener` (HTTP/1.1) until `stop` is cancelled, then lets open requests
+/// finish for up to five seconds. `header_timeout` bounds a request head and a keep-alive
+/// connection's wait for its next request.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = MAX_CONNECTIONS, "admin connection limit reached; connection closed");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let svc = TowerToHyperService::new(router.clone());
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), svc));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "admin connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+}
 
 /// What `/readyz` reports.
 #[derive(Debug)]

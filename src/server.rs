@@ -85,13 +85,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr: a, source })?;
             let router = admin::router(readiness.clone(), probes);
-            let admin_token = admin_stop.clone();
-            let h = tokio::spawn(async move {
-                // The admin listener outlives the drain so /readyz can say "draining".
-                let _ = axum::serve(l, router)
-                    .with_graceful_shutdown(async move { admin_token.cancelled().await })
-                    .await;
-            });
+            // The admin listener outlives the drain so /readyz can say "draining".
+            let h = tokio::spawn(admin::serve(
+                l,
+                router,
+                config.limits.header_read_timeout,
+                admin_stop.clone(),
+            ));
             (Some(bound), Some(h))
         }
         None => (None, None),
