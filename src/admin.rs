@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::inject::probes::AppProbes;
+use crate::listen::Listener;
 use crate::state::Shared;
 
 /// The most admin connections open at once (probes and scrapes need a few); more are closed at
@@ -46,17 +47,11 @@ pub async fn serve(
         .keep_alive(true);
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = GracefulShutdown::new();
+    let mut incoming = Listener::new(listener, "admin", None);
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            c = incoming.next() => c,
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             tracing::warn!(%peer, max = MAX_CONNECTIONS, "admin connection limit reached; connection closed");
@@ -72,7 +67,7 @@ pub async fn serve(
             drop(permit);
         });
     }
-    drop(listener);
+    drop(incoming);
     let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
 }
 

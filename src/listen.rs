@@ -30,22 +30,11 @@ pub async fn accept_loop(
     let tracker = TaskTracker::new();
     // Cancelled when the drain begins; every connection's own close token is a child of it.
     let drain_now = CancellationToken::new();
-    let mut spare = std::fs::File::open("/dev/null").ok();
+    let mut incoming = Listener::new(listener, "main", Some(metrics::CONN.over_limit.clone()));
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                        shed_waiting(&listener, &mut spare);
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            c = incoming.next() => c,
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             metrics::CONN.over_limit.increment(1);
@@ -64,7 +53,7 @@ pub async fn accept_loop(
             drop(permit);
         });
     }
-    drop(listener);
+    drop(incoming);
     tracing::info!("stopped accepting; draining open connections");
     tracker.close();
     drain_now.cancel();
@@ -76,26 +65,70 @@ pub async fn accept_loop(
     }
 }
 
-/// Out of file descriptors: frees the spare one, takes the connections waiting in the backlog and
-/// closes them at once (so their clients learn now instead of hanging until they time out), then
-/// takes the spare back.
-fn shed_waiting(listener: &TcpListener, spare: &mut Option<std::fs::File>) {
-    use futures_util::FutureExt;
-    if spare.take().is_none() {
-        *spare = std::fs::File::open("/dev/null").ok();
-        return;
-    }
-    for _ in 0..256 {
-        match listener.accept().now_or_never() {
-            Some(Ok((tcp, peer))) => {
-                metrics::CONN.over_limit.increment(1);
-                tracing::warn!(%peer, "out of file descriptors; connection closed");
-                drop(tcp);
-            }
-            _ => break,
+/// A listener's accept side, as every listener of the process uses it: an accept error is logged
+/// and retried after 50 ms instead of spinning; out of file descriptors (EMFILE, ENFILE), a spare
+/// descriptor is freed and the connections waiting in the backlog are taken and closed at once, so
+/// their clients learn now instead of hanging until they time out.
+pub struct Listener {
+    listener: TcpListener,
+    spare: Option<std::fs::File>,
+    name: &'static str,
+    shed: Option<::metrics::Counter>,
+}
+
+impl Listener {
+    /// Wraps `listener`; `name` goes into the log lines, `shed` counts connections closed unserved.
+    pub fn new(
+        listener: TcpListener,
+        name: &'static str,
+        shed: Option<::metrics::Counter>,
+    ) -> Self {
+        Listener {
+            listener,
+            spare: std::fs::File::open("/dev/null").ok(),
+            name,
+            shed,
         }
     }
-    *spare = std::fs::File::open("/dev/null").ok();
+
+    /// The next connection (cancel-safe).
+    pub async fn next(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok(c) => return c,
+                Err(e) => {
+                    tracing::warn!(listener = self.name, error = %e, "accept failed");
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        self.shed_waiting();
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Out of file descriptors: frees the spare one, takes the connections waiting in the backlog
+    /// and closes them at once, then takes the spare back.
+    fn shed_waiting(&mut self) {
+        use futures_util::FutureExt;
+        if self.spare.take().is_none() {
+            self.spare = std::fs::File::open("/dev/null").ok();
+            return;
+        }
+        for _ in 0..256 {
+            match self.listener.accept().now_or_never() {
+                Some(Ok((tcp, peer))) => {
+                    if let Some(c) = &self.shed {
+                        c.increment(1);
+                    }
+                    tracing::warn!(listener = self.name, %peer, "out of file descriptors; connection closed");
+                    drop(tcp);
+                }
+                _ => break,
+            }
+        }
+        self.spare = std::fs::File::open("/dev/null").ok();
+    }
 }
 
 async fn handle_connection(

@@ -40,6 +40,7 @@ use tokio_rustls::TlsAcceptor;
 
 use self::config::WebhookConfig;
 use self::patch::{InjectSettings, Outcome, build_patch};
+use crate::listen::Listener;
 
 /// The largest AdmissionReview accepted (the API server caps requests near 3 MiB).
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
@@ -162,6 +163,7 @@ pub async fn serve(
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tracing::info!(listen = %config.listen, "webhook listening");
 
+    let mut incoming = Listener::new(listener, "webhook", None);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -173,14 +175,7 @@ pub async fn serve(
         };
         let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            c = incoming.next() => c,
         };
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
@@ -209,7 +204,7 @@ pub async fn serve(
             }
         });
     }
-    drop(listener);
+    drop(incoming);
     reloader.abort();
     tracing::info!("webhook draining");
     if tokio::time::timeout(config.shutdown_timeout, graceful.shutdown())
