@@ -162,6 +162,7 @@ async fn drive<F, E, I>(
     c: F,
     close: &CancellationToken,
     idle: impl Fn() -> I,
+    peer: std::net::SocketAddr,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     F: Graceful<Output = Result<(), E>>,
@@ -176,12 +177,12 @@ where
             c.await
         }
         _ = idle() => {
-            tracing::debug!("no request for limits.header_read_timeout; closing the connection");
+            tracing::debug!(%peer, "no request for limits.header_read_timeout; closing the connection");
             c.as_mut().begin_graceful();
             tokio::select! {
                 r = c.as_mut() => r,
                 _ = idle() => {
-                    tracing::debug!("idle connection did not close within limits.header_read_timeout; dropped");
+                    tracing::debug!(%peer, "idle connection did not close within limits.header_read_timeout; dropped");
                     Ok(())
                 }
             }
@@ -210,18 +211,18 @@ where
         Proto::Http1 => {
             let io = TokioIo::new(Watched::new(io, activity.clone()));
             let c = http.h1.serve_connection(io, svc).with_upgrades();
-            drive(c, &close, std::future::pending::<()>).await
+            drive(c, &close, std::future::pending::<()>, peer).await
         }
         Proto::Http2 => {
             let idle = || keep_alive::idle(&activity, http.keep_alive_idle);
             let c = http.h2.serve_connection(TokioIo::new(io), svc);
-            drive(c, &close, idle).await
+            drive(c, &close, idle, peer).await
         }
         Proto::Detect => {
             let io = TokioIo::new(Watched::new(io, activity.clone()));
             let idle = || keep_alive::idle(&activity, http.keep_alive_idle);
             let c = http.auto.serve_connection_with_upgrades(io, svc);
-            drive(c, &close, idle).await
+            drive(c, &close, idle, peer).await
         }
     };
     if let Err(e) = result {
