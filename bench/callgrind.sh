@@ -12,7 +12,7 @@ set -euo pipefail
 B=${1:?the output directory of bench/compare.sh}
 N=${2:-4000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CS="$ROOT/target/release/countersign"
+CS=${CS:-"$ROOT/target/release/countersign"}  # another build to compare: CS=/path/to/countersign
 for t in valgrind callgrind_control oha nginx; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 2; }; done
 W=$(mktemp -d /tmp/countersign-callgrind.XXXXXX)
 cleanup() { pkill -f "nginx.*$B/backend/nginx.conf" 2>/dev/null || true; pkill -f "valgrind.*$W" 2>/dev/null || true; }

@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AccessLog, ClientIpFrom, Mode, Requirement};
@@ -108,7 +109,7 @@ impl App {
     ) -> Result<Response<ResBody>, Infallible> {
         let start = Instant::now();
         let snap = self.state.load_full();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let request_id = request_id::get_or_make(&parts.headers);
 
         // The verdict: Ok with what was established, or the refusal.
@@ -184,9 +185,12 @@ impl App {
         // Forward.
         let limits = &snap.config.limits;
         let upgrade = proxy::is_upgrade(parts.version, &parts.headers);
-        let mut req = Request::from_parts(parts, body.into_req_body(limits.stream_idle_timeout));
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
+        let body = body.into_req_body(limits.stream_idle_timeout);
+        // What `hyper::upgrade::on` takes from a request, taken from its parts (no round trip
+        // through a `Request`, which moves it twice).
+        let client_upgrade = upgrade
+            .then(|| parts.extensions.remove::<OnUpgrade>())
+            .flatten();
         let record = wants_log(&snap, reported.is_some()).then(|| {
             let mut r = AccessRecord::new(
                 &route.name,
@@ -672,6 +676,18 @@ fn prepare_upstream_headers(
     if !snap.config.api_key_forward {
         h.remove(&snap.config.api_key_header);
     }
+    // Room for what is added below, made once: hyper sizes the map for the headers it parsed,
+    // so inserting one by one would grow it (and move every entry) once or twice per request.
+    let identity = est
+        .identity
+        .as_ref()
+        .map_or(0, |id| 2 + usize::from(id.uri_header.is_some()));
+    h.reserve(
+        2 + identity
+            + usize::from(est.key_id.is_some())
+            + usize::from(est.jwt_sub.is_some())
+            + est.jwt_forward.len(),
+    );
     let ip = if client_ip == conn.source {
         conn.source_header.clone()
     } else {

@@ -13,6 +13,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use smallvec::SmallVec;
 
 use crate::stream_idle::{IdleBody, Upload};
 use crate::upstream::{Pool, PooledBody, SendError};
@@ -25,17 +26,23 @@ use crate::reject::{Denial, Reject};
 /// buffered (when a digest was checked).
 pub type ReqBody = Either<IdleBody<Incoming>, Full<Bytes>>;
 
-/// Hop-by-hop headers (RFC 9110 section 7.6.1 and the usual non-standard ones).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
+/// True for a hop-by-hop header name, in any case (RFC 9110 section 7.6.1 and the usual
+/// non-standard ones: `Connection`, `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`,
+/// `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`). One length dispatch
+/// per name: most names of a request compare against nothing.
+fn is_hop_by_hop(s: &str) -> bool {
+    let is = |name: &str| s.eq_ignore_ascii_case(name);
+    match s.len() {
+        2 => is("te"),
+        7 => is("trailer") || is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        16 => is("proxy-connection"),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        19 => is("proxy-authorization"),
+        _ => false,
+    }
+}
 
 /// True when the request asks to switch protocols (WebSocket) over HTTP/1.1.
 pub fn is_upgrade(version: Version, h: &HeaderMap) -> bool {
@@ -76,13 +83,14 @@ fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
 /// `Upgrade` and sets `Connection: upgrade`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
     // Find what to remove in one pass over the names (most requests carry none of these, and a
-    // removal hashes the name even when it is absent), then remove only that.
+    // removal hashes the name even when it is absent), then remove only that. The names are
+    // kept on the stack: a response carries one (`Connection: keep-alive`) as a rule.
     let keep_upgrade = |n: &HeaderName| upgrade && *n == header::UPGRADE;
-    let mut doomed: Vec<HeaderName> = Vec::new();
+    let mut doomed: SmallVec<[HeaderName; 4]> = SmallVec::new();
     for k in h.keys() {
-        let hop = HOP_BY_HOP.contains(k)
-            || (*k == header::TE
-                && h.get(header::TE)
+        let hop = is_hop_by_hop(k.as_str())
+            && (*k != header::TE
+                || h.get(header::TE)
                     .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers")));
         if hop && !keep_upgrade(k) {
             doomed.push(k.clone());
@@ -90,9 +98,13 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
     }
     if h.contains_key(header::CONNECTION) {
         for t in connection_tokens(h) {
-            if let Ok(n) = HeaderName::from_bytes(t.as_bytes())
+            // A hop-by-hop name but `TE` was dealt with above (`keep-alive`, the usual token, among
+            // them). Others are looked up by text first: most (`close`) name no header present,
+            // and making a `HeaderName` of one that is not standard allocates.
+            if (!is_hop_by_hop(t) || t.eq_ignore_ascii_case("te"))
+                && h.contains_key(t)
+                && let Ok(n) = HeaderName::from_bytes(t.as_bytes())
                 && !keep_upgrade(&n)
-                && h.contains_key(&n)
             {
                 doomed.push(n);
             }
@@ -320,6 +332,49 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn connection_tokens_in_any_case_remove_what_they_name_te_trailers_included() {
+        let mut h = map(&[
+            ("connection", "Close, TE, KEEP-ALIVE, Proxy-Connection"),
+            ("te", "trailers"),
+            ("close", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["accept"]);
+    }
+
+    #[test]
+    fn every_hop_by_hop_name_is_known_and_no_other() {
+        for n in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "Transfer-Encoding",
+        ] {
+            assert!(is_hop_by_hop(n), "{n}");
+        }
+        for n in [
+            "host",
+            "user-agent",
+            "trailers",
+            "tE2",
+            "proxy-connections",
+            "x-upgrade",
+            "",
+        ] {
+            assert!(!is_hop_by_hop(n), "{n}");
+        }
     }
 
     #[test]
