@@ -194,7 +194,8 @@ impl App {
         let record = wants_log(&snap, reported.is_some()).then(|| {
             let mut r = AccessRecord::new(
                 &route.name,
-                &parts,
+                &parts.method,
+                parts.uri.path(),
                 client_ip,
                 &est,
                 &request_id,
@@ -206,6 +207,11 @@ impl App {
             }
             r
         });
+        // With `log.access: denied` a request that passed has no line, unless countersign ends up
+        // answering it itself (the backend failed or did not answer, the upload stalled): what
+        // that line needs is kept until the backend's answer is known.
+        let unlogged = (record.is_none() && snap.config.log.access == AccessLog::Denied)
+            .then(|| (parts.method.clone(), parts.uri.clone()));
         prepare_upstream_headers(
             &mut parts.headers,
             &snap,
@@ -228,7 +234,20 @@ impl App {
             Ok(r) => r,
             Err(d) => {
                 route.metrics.observe(start.elapsed());
-                let mut record = record;
+                let mut record = record.or_else(|| {
+                    unlogged.map(|(method, uri)| {
+                        AccessRecord::new(
+                            &route.name,
+                            &method,
+                            uri.path(),
+                            client_ip,
+                            &est,
+                            &request_id,
+                            start,
+                            route.mode,
+                        )
+                    })
+                });
                 if let Some(r) = &mut record {
                     r.deny(&d, "upstream_failed");
                 }
@@ -273,7 +292,8 @@ impl App {
             let name = route.map_or("-", |r| r.name.as_str());
             let mut r = AccessRecord::new(
                 name,
-                parts,
+                &parts.method,
+                parts.uri.path(),
                 client_ip,
                 est,
                 request_id,
@@ -731,9 +751,11 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         route: &str,
-        parts: &http::request::Parts,
+        method: &http::Method,
+        path: &str,
         client_ip: IpAddr,
         est: &Established,
         request_id: &HeaderValue,
@@ -742,8 +764,8 @@ impl AccessRecord {
     ) -> Self {
         AccessRecord {
             start,
-            method: parts.method.clone(),
-            path: parts.uri.path().to_string(),
+            method: method.clone(),
+            path: path.to_string(),
             route: route.to_string(),
             client_ip,
             cert_sha256: est.identity.as_ref().map(|i| i.sha256_header.clone()),

@@ -146,7 +146,9 @@ impl Mode {
 pub enum AccessLog {
     /// Every request.
     All,
-    /// Only requests denied (or that report mode would have denied).
+    /// Only requests denied (or that report mode would have denied), and requests that passed
+    /// but were answered by countersign's own 502, 504, 408 or 400 (the backend failed or did
+    /// not answer, the upload stalled or broke off).
     Denied,
     /// None.
     Off,

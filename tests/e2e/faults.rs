@@ -231,6 +231,55 @@ async fn backend_down_then_back_is_502_then_served_again() {
 }
 
 #[tokio::test]
+async fn with_access_denied_a_passed_request_countersign_answers_itself_gets_a_line() {
+    // `log.access: denied` writes no line for a request that passed and was served, and one for a
+    // request that passed and then got countersign's own 502: the caller was refused all the same.
+    let pki = Pki::new();
+    let be = Killable::start("127.0.0.1:0".parse().unwrap(), Duration::ZERO).await;
+    let sc = Sidecar::start(
+        &pki,
+        be.addr,
+        &yaml("").replace("access: off", "access: denied"),
+    )
+    .await;
+    let c = client(&pki, &sc, Some(&pki.client));
+    let served = traced_id();
+    let r = c
+        .get(sc.url("/served"))
+        .header("x-request-id", &served)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    be.stop().await;
+    let failed = traced_id();
+    let r = c
+        .get(sc.url("/failed?q=1"))
+        .header("x-request-id", &failed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let line = access_line(&failed).await;
+    assert_eq!(line["verdict"], "upstream_failed", "{line}");
+    assert_eq!(line["code"], "upstream_unavailable", "{line}");
+    assert_eq!(line["status"], 502, "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(line["path"], "/failed", "{line}");
+    assert_eq!(line["request_id"], failed.as_str(), "{line}");
+    assert!(
+        line["cert_sha256"].as_str().is_some_and(|s| s.len() == 64),
+        "{line}"
+    );
+    assert!(
+        captured_line(&served).is_none(),
+        "a served request has no line with log.access: denied"
+    );
+    sc.stop().await;
+}
+
+#[tokio::test]
 async fn a_backend_answering_garbage_or_closing_is_502() {
     let pki = Pki::new();
     for fault in [Fault::Garbage, Fault::CloseAtOnce] {

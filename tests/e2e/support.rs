@@ -718,16 +718,18 @@ pub fn traced_id() -> String {
 
 /// The `detail` of the last access line for `request_id` (waiting up to 2 s for one).
 pub async fn detail_of(request_id: &str) -> String {
-    let needle = format!("\"request_id\":\"{request_id}\"");
+    access_line(request_id).await["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The last access line for `request_id` (waiting up to 2 s for one).
+pub async fn access_line(request_id: &str) -> serde_json::Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     loop {
-        {
-            let text = CAPTURED.lock().unwrap();
-            let text = String::from_utf8_lossy(&text);
-            if let Some(line) = text.lines().rfind(|l| l.contains(&needle)) {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                return v["detail"].as_str().unwrap_or_default().to_string();
-            }
+        if let Some(line) = captured_line(request_id) {
+            return line;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -735,6 +737,15 @@ pub async fn detail_of(request_id: &str) -> String {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The last access line for `request_id` captured so far, if any.
+pub fn captured_line(request_id: &str) -> Option<serde_json::Value> {
+    let needle = format!("\"request_id\":\"{request_id}\"");
+    let text = CAPTURED.lock().unwrap();
+    let text = String::from_utf8_lossy(&text);
+    let line = text.lines().rfind(|l| l.contains(&needle))?;
+    Some(serde_json::from_str(line).unwrap())
 }
 
 /// Clients hammering the sidecar until stopped; every non-200 is recorded.
