@@ -207,11 +207,6 @@ impl App {
             }
             r
         });
-        // With `log.access: denied` a request that passed has no line, unless countersign ends up
-        // answering it itself (the backend failed or did not answer, the upload stalled): what
-        // that line needs is kept until the backend's answer is known.
-        let unlogged = (record.is_none() && snap.config.log.access == AccessLog::Denied)
-            .then(|| (parts.method.clone(), parts.uri.clone()));
         prepare_upstream_headers(
             &mut parts.headers,
             &snap,
@@ -221,7 +216,16 @@ impl App {
             &request_id,
             upgrade,
         );
-        self.proxy.retarget(&mut parts);
+        let uri = self.proxy.retarget(&mut parts);
+        // With `log.access: denied` a request that passed has no line, unless countersign ends up
+        // answering it itself (the backend failed or did not answer, the upload stalled): what
+        // that line needs is kept until the backend's answer is known.
+        let unlogged = if record.is_none() && snap.config.log.access == AccessLog::Denied {
+            Some((parts.method.clone(), uri))
+        } else {
+            drop(uri);
+            None
+        };
         route
             .metrics
             .count(reported.as_ref().map(|d| d.reject), route.mode);

@@ -178,8 +178,9 @@ impl Proxy {
     }
 
     /// Points the request at the backend, keeping the path and query byte for byte: origin-form
-    /// for HTTP/1.1, the absolute form HTTP/2 needs for its pseudo-headers.
-    pub fn retarget(&self, parts: &mut http::request::Parts) {
+    /// for HTTP/1.1, the absolute form HTTP/2 needs for its pseudo-headers. Gives back the URI the
+    /// request came with.
+    pub fn retarget(&self, parts: &mut http::request::Parts) -> Uri {
         // An HTTP/2 request carries its host in :authority; the backend wants a Host header.
         if !parts.headers.contains_key(header::HOST) {
             let host = parts.uri.authority().unwrap_or(&self.authority);
@@ -199,10 +200,11 @@ impl Proxy {
                 .cloned()
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
         );
-        if let Ok(uri) = Uri::from_parts(u) {
-            parts.uri = uri;
-        }
         parts.version = self.version;
+        match Uri::from_parts(u) {
+            Ok(uri) => std::mem::replace(&mut parts.uri, uri),
+            Err(_) => parts.uri.clone(),
+        }
     }
 
     /// Sends the request; the response head must arrive within the upstream timeout of the last
