@@ -106,7 +106,7 @@ impl Http {
 }
 
 /// A connection future that can be asked to finish what is in flight and close.
-trait Graceful: Future {
+pub(crate) trait Graceful: Future {
     fn begin_graceful(self: Pin<&mut Self>);
 }
 
@@ -158,7 +158,7 @@ where
 /// still open when `idle` resolves a second time (nothing in flight and nothing new for another
 /// limit: a client that never sent the HTTP/2 preface, whose close hyper would otherwise wait on
 /// for ever, or one that does not answer the GOAWAY), drops it.
-async fn drive<F, E, I>(
+pub(crate) async fn drive<F, E, I>(
     c: F,
     close: &CancellationToken,
     idle: impl Fn() -> I,
@@ -177,12 +177,12 @@ where
             c.await
         }
         _ = idle() => {
-            tracing::debug!(%peer, "no request for limits.header_read_timeout; closing the connection");
+            tracing::debug!(%peer, "no request for the keep-alive idle limit; closing the connection");
             c.as_mut().begin_graceful();
             tokio::select! {
                 r = c.as_mut() => r,
                 _ = idle() => {
-                    tracing::debug!(%peer, "idle connection did not close within limits.header_read_timeout; dropped");
+                    tracing::debug!(%peer, "idle connection did not close within another idle limit; dropped");
                     Ok(())
                 }
             }

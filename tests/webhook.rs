@@ -47,7 +47,8 @@ fn leaf(ca: &Ca) -> (String, String) {
     (cert.pem(), key.serialize_pem())
 }
 
-fn client(ca_pem: &str, addr: SocketAddr, http1_only: bool) -> reqwest::Client {
+/// A TLS client configuration trusting `ca_pem`, offering `alpn`.
+fn client_tls(ca_pem: &str, alpn: &[&[u8]]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
@@ -58,11 +59,17 @@ fn client(ca_pem: &str, addr: SocketAddr, http1_only: bool) -> reqwest::Client {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    tls.alpn_protocols = if http1_only {
-        vec![b"http/1.1".to_vec()]
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tls
+}
+
+fn client(ca_pem: &str, addr: SocketAddr, http1_only: bool) -> reqwest::Client {
+    let alpn: &[&[u8]] = if http1_only {
+        &[b"http/1.1"]
     } else {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        &[b"h2", b"http/1.1"]
     };
+    let tls = client_tls(ca_pem, alpn);
     let mut b = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .resolve(DNS, addr)
@@ -477,6 +484,89 @@ async fn a_rotated_certificate_is_served_without_restart() {
             .await
             .is_err()
     );
+}
+
+/// A TLS connection to the webhook with `alpn` offered, nothing sent on it yet.
+async fn tls_to(
+    wh: &Webhook,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(wh.addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(client_tls(&wh.ca.pem, alpn)))
+        .connect(rustls::pki_types::ServerName::try_from(DNS).unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// `GET /healthz` on an HTTP/2 connection: the status.
+async fn h2_healthz(send: &mut h2::client::SendRequest<bytes::Bytes>) -> u16 {
+    let req = http::Request::get(format!("https://{DNS}/healthz"))
+        .body(())
+        .unwrap();
+    let mut ready = send.clone().ready().await.unwrap();
+    let (resp, _) = ready.send_request(req, true).unwrap();
+    let resp = resp.await.unwrap();
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    status
+}
+
+/// The API server keeps its HTTP/2 connections open between reviews; one left with no review for
+/// `idle_timeout` is closed with a GOAWAY (it held one of the webhook's connection slots for ever),
+/// never while reviews keep coming.
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed_after_idle_timeout() {
+    const IDLE: Duration = Duration::from_millis(500);
+    let wh = start("idle_timeout: 500ms\n").await;
+    let tls = tls_to(&wh, &[b"h2"]).await;
+    let (mut send, conn) = h2::client::handshake(tls).await.unwrap();
+    let mut conn = tokio::spawn(conn);
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(h2_healthz(&mut send).await, 200);
+    }
+    assert!(!conn.is_finished(), "closed while requests kept coming");
+    let quiet = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), &mut conn)
+        .await
+        .expect("an idle HTTP/2 connection was not closed");
+    let after = quiet.elapsed();
+    ended.unwrap().expect("closed gracefully");
+    assert!(after >= IDLE, "closed {after:?} after the last request");
+    let status = wh
+        .client()
+        .get(wh.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+/// A TLS connection that agreed on h2 and never sends the preface, or on HTTP/1.1 and never sends
+/// a request, is closed too: each would otherwise hold a connection slot for ever.
+#[tokio::test]
+async fn a_tls_connection_that_sends_nothing_is_closed() {
+    let wh = start("idle_timeout: 300ms\n").await;
+    for alpn in [&b"h2"[..], b"http/1.1"] {
+        let mut tls = tls_to(&wh, &[alpn]).await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
+        let mut got = Vec::new();
+        let closed = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut got),
+        )
+        .await;
+        assert!(
+            closed.is_ok(),
+            "a silent {} connection was kept open",
+            String::from_utf8_lossy(alpn)
+        );
+    }
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ struct RawWebhookConfig {
     sidecar: RawSidecar,
     reload_interval: Option<String>,
     shutdown_timeout: Option<String>,
+    idle_timeout: Option<String>,
 }
 
 /// `tls:`
@@ -94,6 +95,9 @@ pub struct WebhookConfig {
     pub reload_interval: Duration,
     /// How long in-flight reviews may take to finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// A connection with no request open for this long is closed (HTTP/1.1 and HTTP/2); a request
+    /// head must arrive within it too.
+    pub idle_timeout: Duration,
     /// What gets injected.
     pub inject: InjectSettings,
 }
@@ -240,6 +244,7 @@ fn validate(raw: RawWebhookConfig, name: &str, base: &Path) -> Result<WebhookCon
     };
     let reload_interval = duration(raw.reload_interval, "reload_interval", 10, &mut p);
     let shutdown_timeout = duration(raw.shutdown_timeout, "shutdown_timeout", 15, &mut p);
+    let idle_timeout = duration(raw.idle_timeout, "idle_timeout", 10, &mut p);
 
     p.finish(WebhookConfig {
         listen,
@@ -247,6 +252,7 @@ fn validate(raw: RawWebhookConfig, name: &str, base: &Path) -> Result<WebhookCon
         key,
         reload_interval,
         shutdown_timeout,
+        idle_timeout,
         inject: InjectSettings {
             image,
             image_pull_policy: raw.image_pull_policy,
@@ -361,6 +367,7 @@ mod tests {
         let limits = i.resources.limits.as_ref().unwrap();
         assert_eq!(limits["memory"], Quantity("128Mi".into()));
         assert_eq!(c.reload_interval, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(10));
     }
 
     #[test]
@@ -385,7 +392,7 @@ mod tests {
     #[test]
     fn every_problem_is_collected() {
         let e = load(
-            "listen: nowhere\nimage: \"a b\"\nimage_pull_policy: Sometimes\nsidecar:\n  listen_port: 9901\n  config_map: Bad_Name\n  resources:\n    requests: {cpu: lots, gpu: \"1\"}\nreload_interval: 0s\n",
+            "listen: nowhere\nimage: \"a b\"\nimage_pull_policy: Sometimes\nsidecar:\n  listen_port: 9901\n  config_map: Bad_Name\n  resources:\n    requests: {cpu: lots, gpu: \"1\"}\nreload_interval: 0s\nidle_timeout: soon\n",
         )
         .unwrap_err();
         let s = e.to_string();
@@ -400,6 +407,7 @@ mod tests {
             "w.yaml: sidecar.resources.requests.cpu: `lots`",
             "w.yaml: sidecar.resources.requests.gpu: is not cpu",
             "w.yaml: reload_interval: must be more than zero",
+            "w.yaml: idle_timeout: ",
         ] {
             assert!(s.contains(want), "missing {want:?} in:\n{s}");
         }

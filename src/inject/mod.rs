@@ -23,9 +23,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use http::StatusCode;
+use hyper::service::{Service as _, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use k8s_openapi::api::core::v1::Pod;
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -37,10 +37,14 @@ use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use self::config::WebhookConfig;
 use self::patch::{InjectSettings, Outcome, build_patch};
+use crate::keep_alive::{self, Activity, Counted};
 use crate::listen::Listener;
+use crate::serve::drive;
 
 /// The largest AdmissionReview accepted (the API server caps requests near 3 MiB).
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
@@ -159,8 +163,16 @@ pub async fn serve(
 
     let reloader = tokio::spawn(certs.clone().watch(config.reload_interval));
     let app = router(Arc::new(config.inject));
-    let graceful = GracefulShutdown::new();
+    let close = CancellationToken::new();
+    let connections = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let idle_limit = config.idle_timeout;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle_limit);
+    let builder = Arc::new(builder);
     tracing::info!(listen = %config.listen, "webhook listening");
 
     let mut incoming = Listener::new(listener, "webhook", None);
@@ -179,8 +191,9 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        let close = close.clone();
+        let builder = builder.clone();
+        connections.spawn(async move {
             let _permit = permit;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
@@ -193,13 +206,15 @@ pub async fn serve(
                     return;
                 }
             };
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(REQUEST_TIMEOUT);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn).await {
+            // Reviews are counted in and out, so a connection with none open for `idle_timeout`
+            // closes (hyper's header timer does this for HTTP/1.1 only; an HTTP/2 connection,
+            // or one that never sent the HTTP/2 preface, would hold its slot for ever).
+            let activity = Arc::new(Activity::default());
+            let counted = activity.clone();
+            let svc = service_fn(move |req| Counted::new(&counted, service.call(req)));
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            let idle = || keep_alive::idle(&activity, idle_limit);
+            if let Err(e) = drive(conn, &close, idle, peer).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -207,7 +222,9 @@ pub async fn serve(
     drop(incoming);
     reloader.abort();
     tracing::info!("webhook draining");
-    if tokio::time::timeout(config.shutdown_timeout, graceful.shutdown())
+    close.cancel();
+    connections.close();
+    if tokio::time::timeout(config.shutdown_timeout, connections.wait())
         .await
         .is_err()
     {
