@@ -1,6 +1,8 @@
 //! End-to-end tests: the real sidecar (in-process, or the binary as a child process where signals,
 //! exit codes or descriptor limits are involved), real TLS, real backends on 127.0.0.1.
 
+#[path = "../common/h2_idle.rs"]
+mod h2_idle;
 mod support;
 
 mod admin;
