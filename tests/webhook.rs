@@ -585,6 +585,61 @@ async fn shutdown_stops_the_server() {
     assert!(tokio::net::TcpStream::connect(wh.addr).await.is_err());
 }
 
+/// On shutdown, a review still arriving is answered, while keep-alive connections with nothing
+/// open (HTTP/1.1 and HTTP/2) are closed at once rather than waited on until `idle_timeout` or
+/// `shutdown_timeout`.
+#[tokio::test]
+async fn shutdown_finishes_an_open_review_and_closes_idle_connections() {
+    let mut wh = start("shutdown_timeout: 30s\nidle_timeout: 30s\n").await;
+    let (h1, h2) = (client(&wh.ca.pem, wh.addr, true), wh.client());
+    for c in [&h1, &h2] {
+        let r = c.get(wh.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    let body = serde_json::to_vec(&review(
+        pod(json!({"countersign.dev/inject": "true"})),
+        "CREATE",
+        "pods",
+    ))
+    .unwrap();
+    let (half, rest) = body.split_at(body.len() / 2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+        let b = rx.recv().await?;
+        Some((Ok::<_, std::io::Error>(http_body::Frame::data(b)), rx))
+    });
+    let review = tokio::spawn(
+        h2.post(wh.url("/mutate"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap(http_body_util::StreamBody::new(frames)))
+            .send(),
+    );
+    tx.send(bytes::Bytes::copy_from_slice(half)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    wh.stop.take().unwrap().send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !wh.done.is_finished(),
+        "the drain did not wait for the review"
+    );
+    tx.send(bytes::Bytes::copy_from_slice(rest)).await.unwrap();
+    drop(tx);
+    let answered = review.await.unwrap().unwrap();
+    assert_eq!(answered.status(), 200);
+    let answer: Value = answered.json().await.unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let r = tokio::time::timeout(Duration::from_secs(20), &mut wh.done).await;
+    assert!(matches!(r, Ok(Ok(Ok(())))), "{r:?}");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the drain took {took:?}: idle connections were waited on"
+    );
+}
+
 #[tokio::test]
 async fn an_invalid_config_or_certificate_exits_2() {
     let dir = tempfile::tempdir().unwrap();
