@@ -191,17 +191,20 @@ impl App {
         let client_upgrade = upgrade
             .then(|| parts.extensions.remove::<OnUpgrade>())
             .flatten();
-        let record = wants_log(&snap, reported.is_some()).then(|| {
-            let mut r = AccessRecord::new(
+        let new_record = |method: &http::Method, path: &str| {
+            AccessRecord::new(
                 &route.name,
-                &parts.method,
-                parts.uri.path(),
+                method,
+                path,
                 client_ip,
                 &est,
                 &request_id,
                 start,
                 route.mode,
-            );
+            )
+        };
+        let record = wants_log(&snap, reported.is_some()).then(|| {
+            let mut r = new_record(&parts.method, parts.uri.path());
             if let Some(d) = &reported {
                 r.deny(d, "report_denied");
             }
@@ -238,20 +241,8 @@ impl App {
             Ok(r) => r,
             Err(d) => {
                 route.metrics.observe(start.elapsed());
-                let mut record = record.or_else(|| {
-                    unlogged.map(|(method, uri)| {
-                        AccessRecord::new(
-                            &route.name,
-                            &method,
-                            uri.path(),
-                            client_ip,
-                            &est,
-                            &request_id,
-                            start,
-                            route.mode,
-                        )
-                    })
-                });
+                let mut record = record
+                    .or_else(|| unlogged.map(|(method, uri)| new_record(&method, uri.path())));
                 if let Some(r) = &mut record {
                     r.deny(&d, "upstream_failed");
                 }
