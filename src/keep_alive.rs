@@ -10,7 +10,8 @@
 //! stream the client already started is still served). For HTTP/1.1, [`Watched`] notes whether
 //! the client sent anything since the last response ended, so that hyper's timeout can be told
 //! apart: [`Activity::at_rest`]. Per request: two atomic adds and a reference count; per read, a
-//! plain store; per HTTP/2 connection, a timer that fires four times per limit.
+//! plain store; per watched connection (HTTP/2, protocol-detected, and every connection of the
+//! injection webhook), a timer that fires four times per limit.
 
 use std::future::Future;
 use std::io;
