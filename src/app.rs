@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
@@ -33,6 +33,7 @@ use crate::signature::SignedRequest;
 use crate::state::{Shared, Snapshot};
 use crate::stream_idle::IdleBody;
 use crate::tls::{self, PeerIdentity};
+use crate::tunnel::Tunnel;
 
 /// What the connection tells every request on it.
 #[derive(Debug)]
@@ -51,6 +52,8 @@ pub struct ConnInfo {
     pub verified_generation: AtomicU64,
     /// Cancel to close the connection once in-flight requests are done.
     pub close: CancellationToken,
+    /// A tunnel a request agreed with the backend, run once hyper hands the connection over.
+    tunnel: Mutex<Option<Tunnel>>,
 }
 
 impl ConnInfo {
@@ -72,7 +75,23 @@ impl ConnInfo {
             scheme: if tls { "https" } else { "http" },
             verified_generation: AtomicU64::new(generation),
             close,
+            tunnel: Mutex::new(None),
         }
+    }
+
+    /// The tunnel a request on this connection agreed with the backend, if any (taken once).
+    pub fn take_tunnel(&self) -> Option<Tunnel> {
+        self.tunnel
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    fn set_tunnel(&self, t: Tunnel) {
+        *self
+            .tunnel
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(t);
     }
 }
 
@@ -255,7 +274,13 @@ impl App {
             && let Some(client_upgrade) = client_upgrade
         {
             let backend_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(proxy::splice_upgraded(client_upgrade, backend_upgrade));
+            let mtls_required = route.require.iter().any(|r| matches!(r, Requirement::Mtls));
+            conn.set_tunnel(Tunnel::new(
+                client_upgrade,
+                backend_upgrade,
+                limits.tunnel_idle_timeout,
+                mtls_required,
+            ));
         } else {
             proxy::strip_hop_by_hop(resp.headers_mut(), false);
         }
@@ -623,6 +648,27 @@ fn client_identity(
     let id = PeerIdentity::from_chain(&chain)
         .map_err(|e| Denial::new(Reject::ClientCertDenied, format!("{name}: {e}")))?;
     Ok(Some(Arc::new(id)))
+}
+
+impl App {
+    /// For an open tunnel, which has no next request: after a reload, the checks of the
+    /// connection's TLS certificate that close a connection when a request makes them (its CA
+    /// bundle and CRLs; `allow_clients` when the tunnel's route requires `mtls`). Err (and the
+    /// connection told to close) when the certificate no longer admits it.
+    pub fn recheck_tunnel(&self, conn: &ConnInfo, mtls_required: bool) -> Result<(), Denial> {
+        let Some(id) = &conn.identity else {
+            return Ok(());
+        };
+        let snap = self.state.load();
+        if conn.verified_generation.load(Ordering::Acquire) == snap.generation {
+            return Ok(());
+        }
+        reverify(&snap, conn, id)?;
+        if mtls_required {
+            check_mtls(&snap, Some(id)).inspect_err(|_| conn.close.cancel())?;
+        }
+        Ok(())
+    }
 }
 
 /// After a reload, checks a kept-alive connection's certificate against the new CA bundle and

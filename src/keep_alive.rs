@@ -62,6 +62,11 @@ impl Activity {
             && self.reads.load(Ordering::Relaxed) == self.reads_at_last_end.load(Ordering::Relaxed)
     }
 
+    /// The reads that brought bytes so far (counted on a [`Watched`] transport).
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
     fn now(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }

@@ -26,6 +26,7 @@ pub mod token;
 // 8. the backend
 pub mod proxy;
 pub mod stream_idle;
+pub mod tunnel;
 pub mod upstream;
 // refusals and the headers countersign owns
 pub mod headers;

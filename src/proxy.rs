@@ -51,25 +51,6 @@ pub fn is_upgrade(version: Version, h: &HeaderMap) -> bool {
         && connection_tokens(h).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
-/// Copies bytes both ways between an upgraded client connection and the backend's.
-pub async fn splice_upgraded(
-    client: hyper::upgrade::OnUpgrade,
-    backend: hyper::upgrade::OnUpgrade,
-) {
-    let (client, backend) = match tokio::try_join!(client, backend) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade did not complete");
-            return;
-        }
-    };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    let mut backend = hyper_util::rt::TokioIo::new(backend);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
-        tracing::debug!(error = %e, "upgraded connection ended with an error");
-    }
-}
-
 fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
     h.get_all(header::CONNECTION)
         .iter()

@@ -206,6 +206,7 @@ where
     let close = conn.close.clone();
     let activity = Arc::new(Activity::default());
     let counted = activity.clone();
+    let (tunnel_app, tunnel_conn) = (app.clone(), conn.clone());
     let svc = service_fn(move |req| Counted::new(&counted, app.clone().handle(req, conn.clone())));
     let result = match proto {
         Proto::Http1 => {
@@ -227,6 +228,11 @@ where
     };
     if let Err(e) = result {
         classify(&*e, peer, &activity);
+    }
+    // An upgraded HTTP/1.1 connection: hyper has handed it over; it stays this task's (and keeps
+    // its connection slot) until the tunnel closes.
+    if let Some(t) = tunnel_conn.take_tunnel() {
+        t.run(&tunnel_app, &tunnel_conn).await;
     }
 }
 

@@ -194,6 +194,7 @@ pub struct RawLimits {
     pub upstream_connect_timeout: Option<String>,
     pub upstream_timeout: Option<String>,
     pub stream_idle_timeout: Option<String>,
+    pub tunnel_idle_timeout: Option<String>,
     pub max_h2_streams: Option<u32>,
 }
 

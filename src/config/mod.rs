@@ -461,6 +461,8 @@ pub struct Limits {
     pub upstream_timeout: Duration,
     /// The longest a streamed body (either way) may go without data.
     pub stream_idle_timeout: Duration,
+    /// The longest an upgraded (WebSocket) connection may carry nothing either way.
+    pub tunnel_idle_timeout: Duration,
     /// The most concurrent HTTP/2 streams per connection.
     pub max_h2_streams: u32,
 }
@@ -1589,6 +1591,12 @@ fn validate_limits(raw: &RawConfig, p: &mut Problems) -> Limits {
             Duration::from_secs(60),
             p,
         ),
+        tunnel_idle_timeout: limit_timeout(
+            &l.tunnel_idle_timeout,
+            "limits.tunnel_idle_timeout",
+            Duration::from_secs(3600),
+            p,
+        ),
         max_h2_streams: l.max_h2_streams.unwrap_or(100),
     }
 }
@@ -1659,12 +1667,16 @@ mod tests {
         let l = load(MIN).unwrap().limits;
         assert_eq!(l.upstream_timeout, Duration::from_secs(60));
         assert_eq!(l.stream_idle_timeout, Duration::from_secs(60));
-        let l = load(&format!("{MIN}limits:\n  stream_idle_timeout: 5m\n"))
-            .unwrap()
-            .limits;
+        assert_eq!(l.tunnel_idle_timeout, Duration::from_secs(3600));
+        let l = load(&format!(
+            "{MIN}limits:\n  stream_idle_timeout: 5m\n  tunnel_idle_timeout: 90s\n"
+        ))
+        .unwrap()
+        .limits;
         assert_eq!(l.stream_idle_timeout, Duration::from_secs(300));
+        assert_eq!(l.tunnel_idle_timeout, Duration::from_secs(90));
         let e = load(&format!(
-            "{MIN}limits:\n  stream_idle_timeout: 0s\n  upstream_timeout: 0ms\n  handshake_timeout: soon\n"
+            "{MIN}limits:\n  stream_idle_timeout: 0s\n  upstream_timeout: 0ms\n  handshake_timeout: soon\n  tunnel_idle_timeout: 0s\n"
         ))
         .unwrap_err();
         let s = e.to_string();
@@ -1678,6 +1690,10 @@ mod tests {
         );
         assert!(
             s.contains("c.yaml: limits.handshake_timeout: not a duration"),
+            "{s}"
+        );
+        assert!(
+            s.contains("c.yaml: limits.tunnel_idle_timeout: must be more than 0"),
             "{s}"
         );
         // Never a setting: the PROXY header is bounded by handshake_timeout.

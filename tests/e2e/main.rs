@@ -22,4 +22,5 @@ mod replay_redis;
 mod rotation;
 mod routing;
 mod signatures;
+mod tunnels;
 mod tyk;

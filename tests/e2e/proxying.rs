@@ -1,4 +1,4 @@
-//! Forwarding: header hygiene, request ids, bodies both ways, upgrades, backend failures.
+//! Forwarding: header hygiene, request ids, bodies both ways, backend failures. (Upgrades: tunnels.rs.)
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -206,95 +206,6 @@ async fn backend_down_is_502_and_slow_is_504() {
             .is_ok_and(|r| r.status() == 504)
     })
     .await;
-    sc.stop().await;
-}
-
-/// A backend that switches protocols and then echoes bytes upper-cased.
-async fn upgrade_backend() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else { return };
-            tokio::spawn(async move {
-                let svc = service_fn(
-                    |mut req: hyper::Request<hyper::body::Incoming>| async move {
-                        let ok = req
-                            .headers()
-                            .get("upgrade")
-                            .is_some_and(|v| v == "echo-proto")
-                            && req.headers().get("x-countersign-cert-subject").is_some();
-                        if !ok {
-                            return Ok::<_, std::convert::Infallible>(
-                                hyper::Response::builder()
-                                    .status(400)
-                                    .body(Full::new(Bytes::new()))
-                                    .unwrap(),
-                            );
-                        }
-                        tokio::spawn(async move {
-                            let up = hyper::upgrade::on(&mut req).await.unwrap();
-                            let mut io = TokioIo::new(up);
-                            let mut buf = [0u8; 64];
-                            while let Ok(n) = io.read(&mut buf).await {
-                                if n == 0 {
-                                    break;
-                                }
-                                let _ = io.write_all(&buf[..n].to_ascii_uppercase()).await;
-                            }
-                        });
-                        Ok(hyper::Response::builder()
-                            .status(101)
-                            .header("connection", "upgrade")
-                            .header("upgrade", "echo-proto")
-                            .body(Full::new(Bytes::new()))
-                            .unwrap())
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
-    a
-}
-
-#[tokio::test]
-async fn upgrades_pass_after_verification() {
-    let pki = Pki::new();
-    let be = upgrade_backend().await;
-    let sc = Sidecar::start(&pki, be, &yaml("")).await;
-    let mut s = tls_connect(&pki, sc.addr, Some(&pki.client), b"")
-        .await
-        .unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n").await.unwrap();
-    let mut buf = vec![0u8; 1024];
-    let n = s.read(&mut buf).await.unwrap();
-    let head = String::from_utf8_lossy(&buf[..n]).to_string();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    s.write_all(b"hello").await.unwrap();
-    let mut got = [0u8; 5];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&got, b"HELLO");
-    sc.stop().await;
-
-    // The refused twin: without an allowed certificate the upgrade never reaches the backend.
-    let sc = Sidecar::start(&pki, be, &format!("upstream: http://{{UP}}\n{TLS_MTLS}  allow_clients:\n    - subject_cn: nobody\nroutes:\n  - path: /\n    require: [mtls]\n")).await;
-    let mut s = tls_connect(&pki, sc.addr, Some(&pki.client), b"")
-        .await
-        .unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n").await.unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let raw = String::from_utf8_lossy(&buf[..n]).to_string();
-    assert_eq!(status_of(&raw), 403, "{raw}");
     sc.stop().await;
 }
 
