@@ -280,6 +280,37 @@ async fn with_access_denied_a_passed_request_countersign_answers_itself_gets_a_l
 }
 
 #[tokio::test]
+async fn with_access_denied_a_backend_too_slow_to_answer_gets_a_line_too() {
+    // The same branch as the 502 above, reached through the timeout: 504 and its own code.
+    let pki = Pki::new();
+    let be = Killable::start("127.0.0.1:0".parse().unwrap(), Duration::from_secs(5)).await;
+    let sc = Sidecar::start(
+        &pki,
+        be.addr,
+        &yaml("limits:\n  upstream_timeout: 300ms\n").replace("access: off", "access: denied"),
+    )
+    .await;
+    let c = client(&pki, &sc, Some(&pki.client));
+    let slow = traced_id();
+    let r = c
+        .post(sc.url("/slow"))
+        .header("x-request-id", &slow)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    let line = access_line(&slow).await;
+    assert_eq!(line["verdict"], "upstream_failed", "{line}");
+    assert_eq!(line["code"], "upstream_timeout", "{line}");
+    assert_eq!(line["status"], 504, "{line}");
+    assert_eq!(line["method"], "POST", "{line}");
+    assert_eq!(line["path"], "/slow", "{line}");
+    sc.stop().await;
+    be.stop().await;
+}
+
+#[tokio::test]
 async fn a_backend_answering_garbage_or_closing_is_502() {
     let pki = Pki::new();
     for fault in [Fault::Garbage, Fault::CloseAtOnce] {
