@@ -5,7 +5,9 @@
 # Each proxy runs one worker pinned to core 0 (taskset); the backend (nginx `return 200`) and the
 # load generator (oha) share core 1. Figures: CPU time per request at a fixed offered rate (the
 # proxy process's utime+stime from /proc, all of nginx's processes), latency percentiles at that
-# rate, max req/s with and without keep-alive, RSS idle and under load, time to ready.
+# rate, with the context switches per request (sleeps: voluntary, the process waited for events;
+# preemptions: involuntary) over all its threads, max req/s with and without keep-alive, RSS idle
+# and under load, time to ready.
 #
 # Every figure is the median of --repeat rounds (default 3); within a round the targets run one
 # after another, so slow drifts of the machine hit every target alike.
@@ -147,6 +149,17 @@ cpu_ticks() { # utime and stime (clock ticks) summed over the given pids: "user 
     u=$((u + ${12})); s=$((s + ${13}))
   done
   echo "$u $s"
+}
+ctx_switches() { # voluntary and involuntary context switches summed over every thread of the given pids
+  local v=0 n=0 f
+  for p in "$@"; do
+    for f in /proc/$p/task/*/status; do
+      [ -r "$f" ] || continue
+      read -r a b < <(awk '/^voluntary_ctxt_switches/ {v=$2} /^nonvoluntary_ctxt_switches/ {n=$2} END {print v+0, n+0}' "$f")
+      v=$((v + a)); n=$((n + b))
+    done
+  done
+  echo "$v $n"
 }
 rss_kib() { awk '/VmRSS/ {print $2}' /proc/$1/status 2>/dev/null || echo 0; }
 hwm_kib() { awk '/VmHWM/ {print $2}' /proc/$1/status 2>/dev/null || echo 0; }
@@ -334,7 +347,7 @@ stop_target() {
 
 header_args() { for h in "${HEADERS[@]:-}"; do [ -n "$h" ] && printf -- '-H\0%s\0' "$h"; done; }
 
-declare -A CPU_US SYS_US P50 P99 P999 SAT SATP99 NOKA RSS_IDLE RSS_LOAD READY OK CPU_RANGE
+declare -A CPU_US SYS_US VCSW NVCSW P50 P99 P999 SAT SATP99 NOKA RSS_IDLE RSS_LOAD READY OK CPU_RANGE
 # Each metric collects one value per round (space-separated); the report shows the median.
 append() { local -n arr=$1; arr[$2]="${arr[$2]:-} $3"; }
 median() { python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:] if x not in ('-','')]; m=round(statistics.median(v),2) if v else None; print('-' if m is None else (int(m) if m == int(m) else m))" $1; }
@@ -350,8 +363,10 @@ for t in $TARGETS; do
   # Warm-up, then the fixed-rate run.
   load "$URL" -z 2s -q "$RATE" "${HA[@]}" >/dev/null || true
   read -r ubefore sbefore < <(cpu_ticks "${TARGET_PIDS[@]}")
+  read -r vbefore nbefore < <(ctx_switches "${TARGET_PIDS[@]}")
   json=$(load "$URL" -z "${SECS}s" -q "$RATE" "${HA[@]}")
   read -r uafter safter < <(cpu_ticks "${TARGET_PIDS[@]}")
+  read -r vafter nafter < <(ctx_switches "${TARGET_PIDS[@]}")
   echo "$json" > "$OUT/$t-rate.json"
   read -r ok p50 p99 p999 < <(python3 -c '
 import json,sys
@@ -362,6 +377,8 @@ lp=j.get("latencyPercentiles",{})
 print(ok, lp.get("p50",0)*1000, lp.get("p99",0)*1000, lp.get("p99.9",0)*1000)' <<< "$json")
   append OK "$t" "$ok"
   append CPU_US "$t" "$(python3 -c "print(round(($uafter+$safter-$ubefore-$sbefore)/$TICKS*1e6/max($ok,1),2))")"
+  append VCSW "$t" "$(python3 -c "print(round(($vafter-$vbefore)/max($ok,1),3))")"
+  append NVCSW "$t" "$(python3 -c "print(round(($nafter-$nbefore)/max($ok,1),3))")"
   append SYS_US "$t" "$(python3 -c "print(round(($safter-$sbefore)/$TICKS*1e6/max($ok,1),2))")"
   append P50 "$t" "$(printf '%.2f' "$p50")"; append P99 "$t" "$(printf '%.2f' "$p99")"; append P999 "$t" "$(printf '%.2f' "$p999")"
   append RSS_LOAD "$t" "$(hwm_kib "$main_pid")"
@@ -385,7 +402,7 @@ done
 # Medians (and the CPU range) per target.
 for t in $TARGETS; do
   CPU_RANGE[$t]=$(python3 -c "import sys; v=[float(x) for x in sys.argv[1:]]; print(f'{min(v):g}–{max(v):g}')" ${CPU_US[$t]})
-  for m in CPU_US SYS_US P50 P99 P999 SAT SATP99 NOKA RSS_IDLE RSS_LOAD READY OK; do
+  for m in CPU_US SYS_US VCSW NVCSW P50 P99 P999 SAT SATP99 NOKA RSS_IDLE RSS_LOAD READY OK; do
     declare -n ref=$m
     ref[$t]=$(median "${ref[$t]:-}")
     unset -n ref
@@ -401,11 +418,11 @@ LOGS="access logs off for the peers, log.access: denied for countersign"
 [ "$ACCESS_LOG" = 1 ] && LOGS="access logs on for all"
 echo "## Fixed offered load: $RATE req/s, $LOGS, $CONNS keep-alive connections, ${SECS}s, median of $REPEAT rounds (proxy on core 0; backend and oha on core 1)"
 echo
-echo "| target | 2xx | CPU µs/req | (range) | of it kernel µs | better peer ÷ this | p50 ms | p99 ms | p99.9 ms | RSS idle MiB | RSS peak MiB | ready ms |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| target | 2xx | CPU µs/req | (range) | of it kernel µs | better peer ÷ this | sleeps / preemptions per req | p50 ms | p99 ms | p99.9 ms | RSS idle MiB | RSS peak MiB | ready ms |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for t in $TARGETS; do
   ratio=$(python3 -c "c=${CPU_US[$t]}; b=$better_cpu; print(round(b/c,2) if c>0 and b>0 else '-')")
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${OK[$t]}" "${CPU_US[$t]}" "${CPU_RANGE[$t]}" "${SYS_US[$t]}" "$ratio" "${P50[$t]}" "${P99[$t]}" "${P999[$t]}" \
+  printf '| %s | %s | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${OK[$t]}" "${CPU_US[$t]}" "${CPU_RANGE[$t]}" "${SYS_US[$t]}" "$ratio" "${VCSW[$t]}" "${NVCSW[$t]}" "${P50[$t]}" "${P99[$t]}" "${P999[$t]}" \
     "$(python3 -c "print(round(${RSS_IDLE[$t]:-0}/1024,1))")" "$(python3 -c "print(round(${RSS_LOAD[$t]:-0}/1024,1))")" "${READY[$t]}"
 done
 if [ $SATURATION = 1 ]; then
