@@ -48,7 +48,7 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CS="$ROOT/target/release/countersign"
+CS=${CS:-"$ROOT/target/release/countersign"}  # another build: CS=/path/to/countersign
 [ -x "$CS" ] || (cd "$ROOT" && cargo build --release --quiet)
 command -v oha >/dev/null || cargo install oha --locked --quiet
 for t in nginx haproxy taskset python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 2; }; done

@@ -203,7 +203,10 @@ impl App {
 
         // Forward.
         let limits = &snap.config.limits;
-        let upgrade = proxy::is_upgrade(parts.version, &parts.headers);
+        // hyper hands a request an upgrade handle only when it carries `Upgrade` (HTTP/1.1) or is
+        // a CONNECT: the usual request is told apart without a header lookup.
+        let upgrade = parts.extensions.get::<OnUpgrade>().is_some()
+            && proxy::is_upgrade(parts.version, &parts.headers);
         let body = body.into_req_body(limits.stream_idle_timeout);
         // What `hyper::upgrade::on` takes from a request, taken from its parts (no round trip
         // through a `Request`, which moves it twice).

@@ -68,7 +68,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
     // kept on the stack: a response carries one (`Connection: keep-alive`) as a rule.
     let keep_upgrade = |n: &HeaderName| upgrade && *n == header::UPGRADE;
     let mut doomed: SmallVec<[HeaderName; 4]> = SmallVec::new();
+    let mut connection = false;
     for k in h.keys() {
+        connection |= *k == header::CONNECTION;
         let hop = is_hop_by_hop(k.as_str())
             && (*k != header::TE
                 || h.get(header::TE)
@@ -77,7 +79,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
             doomed.push(k.clone());
         }
     }
-    if h.contains_key(header::CONNECTION) {
+    if connection {
         for t in connection_tokens(h) {
             // A hop-by-hop name but `TE` was dealt with above (`keep-alive`, the usual token, among
             // them). Others are looked up by text first: most (`close`) name no header present,
