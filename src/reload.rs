@@ -155,6 +155,7 @@ pub async fn rebuild(state: &Shared, whats: &[What]) -> Result<(), ConfigError> 
             publish(&s);
             s.start_background();
             state.store(Arc::new(s));
+            crate::state::PUBLISHED.notify_waiters();
             drop(current);
             // In-flight requests let go of the old snapshot within moments; then give its memory
             // back.

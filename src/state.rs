@@ -187,3 +187,7 @@ fn reusable_remote(config: &Config, previous: Option<&Snapshot>) -> Option<Arc<R
 
 /// The published snapshot.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
+
+/// Woken each time a reload publishes a snapshot (in any sidecar of the process), for what must
+/// look again at once rather than at its next request: the open WebSocket tunnels.
+pub static PUBLISHED: tokio::sync::Notify = tokio::sync::Notify::const_new();

@@ -1,9 +1,11 @@
 //! Upgraded (WebSocket) connections. After the backend's `101 Switching Protocols`, bytes are
 //! copied both ways until either side closes, or the tunnel is closed for one of three reasons:
-//! nothing crossed it for `limits.tunnel_idle_timeout`; the connection was told to close
-//! (shutdown, or its client certificate no longer verifies); or, checked after each reload, the
-//! certificate the connection was accepted with is now revoked, its CA removed, or it fell out of
-//! `allow_clients` on a route that requires `mtls`: a tunnel has no next request to be refused.
+//! nothing crossed it for `limits.tunnel_idle_timeout` (looked at four times per limit, so up to a
+//! quarter more); the connection was told to close (shutdown, or its client certificate no longer
+//! verifies); or, checked as each reload is published, the certificate the connection was
+//! accepted with is now revoked, its CA removed, or it fell out of `allow_clients` on a route that
+//! requires `mtls`: a tunnel has no next request to be refused. An open tunnel wakes for nothing
+//! else.
 //!
 //! The tunnel runs on the connection's own task, after hyper hands the connection over
 //! (`serve.rs`), so it keeps the connection's `limits.max_connections` slot and the shutdown drain
@@ -19,9 +21,7 @@ use tokio::time::Instant;
 
 use crate::app::{App, ConnInfo};
 use crate::keep_alive::{Activity, Watched};
-
-/// How often an open tunnel looks at its traffic and at the snapshot generation.
-const TICK: Duration = Duration::from_secs(1);
+use crate::state::PUBLISHED;
 
 /// How long closing a tunnel may wait for each side to take its close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -80,12 +80,21 @@ impl Tunnel {
         let end = {
             let copy = tokio::io::copy_bidirectional(&mut client, &mut backend);
             tokio::pin!(copy);
-            let tick = TICK.min(self.idle_limit / 4).max(Duration::from_millis(1));
+            let tick = (self.idle_limit / 4).max(Duration::from_millis(1));
             let mut ticks = tokio::time::interval_at(Instant::now() + tick, tick);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut reads = activity.reads();
             let mut quiet_since = Instant::now();
+            // Registered before the first look, so a reload published in between is not missed.
+            let published = PUBLISHED.notified();
+            tokio::pin!(published);
+            published.as_mut().enable();
+            let mut admitted = app.recheck_tunnel(conn, self.mtls_required);
             loop {
+                if let Err(d) = &admitted {
+                    tracing::info!(target: "countersign::access", %peer, code = d.reject.code(), detail = %d.detail, "upgraded connection closed: its client certificate no longer admits it");
+                    break End::Closed;
+                }
                 tokio::select! {
                     r = copy.as_mut() => {
                         if let Err(e) = r {
@@ -94,11 +103,12 @@ impl Tunnel {
                         break End::Done;
                     }
                     _ = conn.close.cancelled() => break End::Closed,
+                    _ = published.as_mut() => {
+                        published.set(PUBLISHED.notified());
+                        published.as_mut().enable();
+                        admitted = app.recheck_tunnel(conn, self.mtls_required);
+                    }
                     now = ticks.tick() => {
-                        if let Err(d) = app.recheck_tunnel(conn, self.mtls_required) {
-                            tracing::info!(target: "countersign::access", %peer, code = d.reject.code(), detail = %d.detail, "upgraded connection closed: its client certificate no longer admits it");
-                            break End::Closed;
-                        }
                         let seen = activity.reads();
                         if seen != reads {
                             reads = seen;
