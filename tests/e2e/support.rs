@@ -101,6 +101,18 @@ impl Pki {
     pub fn write(&self, name: &str, text: &str) {
         std::fs::write(self.dir.path().join(name), text).unwrap();
     }
+
+    /// Publishes a new `crl.pem` revoking `extra` besides the standard revoked client.
+    pub fn revoke(&self, extra: &Issued) {
+        let crl = self
+            .ca
+            .crl(
+                &[&self.revoked, extra],
+                time::OffsetDateTime::now_utc() + time::Duration::days(7),
+            )
+            .unwrap();
+        self.write("crl.pem", &crl);
+    }
 }
 
 /// The standard mTLS block (client certificate required, the CRL loaded).

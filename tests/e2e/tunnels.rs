@@ -79,21 +79,8 @@ async fn upgrades_pass_after_verification() {
     let pki = Pki::new();
     let be = upgrade_backend().await;
     let sc = Sidecar::start(&pki, be, &yaml("")).await;
-    let mut s = tls_connect(&pki, sc.addr, Some(&pki.client), b"")
-        .await
-        .unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n").await.unwrap();
-    let mut buf = vec![0u8; 1024];
-    let n = s.read(&mut buf).await.unwrap();
-    let head = String::from_utf8_lossy(&buf[..n]).to_string();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    s.write_all(b"hello").await.unwrap();
-    let mut got = [0u8; 5];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&got, b"HELLO");
+    let mut t = open_tunnel(&pki, &sc, &pki.client).await;
+    round_trip(&mut t, b"hello").await;
     sc.stop().await;
 
     // The refused twin: without an allowed certificate the upgrade never reaches the backend.
@@ -102,6 +89,7 @@ async fn upgrades_pass_after_verification() {
         .await
         .unwrap();
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 1024];
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
         .await
         .unwrap()
@@ -219,27 +207,18 @@ async fn shutdown_closes_open_tunnels_at_once() {
     closed_within(&mut t, 5).await;
 }
 
-const ROTATING: &str = "upstream: http://{UP}\ntls:\n  cert: server.crt\n  key: server.key\n  client_ca: ca.crt\n  crl: [crl.pem]\n  allow_clients:\n    - subject_cn: tyk-edge\n    - subject_cn: revoked\nreload:\n  poll_interval: 200ms\nroutes:\n  - path: /\n    require: [mtls]\n";
-
 #[tokio::test]
 async fn a_revoked_or_disallowed_certificate_closes_its_tunnel() {
     let pki = Pki::new();
     let be = upgrade_backend().await;
-    let sc = Sidecar::start(&pki, be, ROTATING).await;
+    let sc = Sidecar::start(&pki, be, crate::rotation::YAML).await;
     let victim = pki.ca.client("revoked").unwrap();
     let mut doomed = open_tunnel(&pki, &sc, &victim).await;
     let mut kept = open_tunnel(&pki, &sc, &pki.client).await;
     round_trip(&mut doomed, b"before").await;
 
     // A new CRL revoking the victim: its tunnel closes, the other carries on.
-    let crl = pki
-        .ca
-        .crl(
-            &[&pki.revoked, &victim],
-            time::OffsetDateTime::now_utc() + time::Duration::days(7),
-        )
-        .unwrap();
-    pki.write("crl.pem", &crl);
+    pki.revoke(&victim);
     closed_within(&mut doomed, 5).await;
     round_trip(&mut kept, b"still here").await;
 
