@@ -203,16 +203,16 @@ impl App {
 
         // Forward.
         let limits = &snap.config.limits;
-        // hyper hands a request an upgrade handle only when it carries `Upgrade` (HTTP/1.1) or is
-        // a CONNECT: the usual request is told apart without a header lookup.
-        let upgrade = parts.extensions.get::<OnUpgrade>().is_some()
-            && proxy::is_upgrade(parts.version, &parts.headers);
+        // The client's upgrade handle, for a WebSocket upgrade. hyper puts one on a request only
+        // when it carries `Upgrade` (HTTP/1.1) or is a CONNECT, so the usual request is told apart
+        // without a header lookup; taken from the parts (`hyper::upgrade::on` needs a `Request`,
+        // and building one moves the request twice).
+        let client_upgrade = (parts.extensions.get::<OnUpgrade>().is_some()
+            && proxy::is_upgrade(parts.version, &parts.headers))
+        .then(|| parts.extensions.remove::<OnUpgrade>())
+        .flatten();
+        let upgrade = client_upgrade.is_some();
         let body = body.into_req_body(limits.stream_idle_timeout);
-        // What `hyper::upgrade::on` takes from a request, taken from its parts (no round trip
-        // through a `Request`, which moves it twice).
-        let client_upgrade = upgrade
-            .then(|| parts.extensions.remove::<OnUpgrade>())
-            .flatten();
         let new_record = |method: &http::Method, path: &str| {
             AccessRecord::new(
                 &route.name,
@@ -272,8 +272,7 @@ impl App {
                 return Ok(resp.map(|b| Logged::new(Either::Left(b), record)));
             }
         };
-        if upgrade
-            && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client_upgrade) = client_upgrade
         {
             let backend_upgrade = hyper::upgrade::on(&mut resp);
@@ -439,12 +438,7 @@ async fn check_route(
     for req in &route.require {
         let t = Instant::now();
         let r = match req {
-            Requirement::Mtls => check_mtls(snap, est.identity.as_deref()).inspect_err(|_| {
-                // A certificate that fell out of allow_clients is not served again on this connection.
-                if conn.identity.is_some() {
-                    conn.close.cancel();
-                }
-            }),
+            Requirement::Mtls => check_mtls(snap, conn, est.identity.as_deref()),
             Requirement::Ip => {
                 if snap.ip_allow.contains(client_ip) {
                     Ok(())
@@ -591,7 +585,14 @@ async fn check_jwt(
     Ok(())
 }
 
-fn check_mtls(snap: &Snapshot, identity: Option<&PeerIdentity>) -> Result<(), Denial> {
+/// The `mtls` requirement: a client certificate that `tls.allow_clients` admits. A connection's
+/// own certificate that it no longer admits (after a reload) is not served again: the connection
+/// is told to close, for a request and for an open tunnel alike.
+fn check_mtls(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    identity: Option<&PeerIdentity>,
+) -> Result<(), Denial> {
     let Some(id) = identity else {
         return Err(Denial::new(
             Reject::ClientCertDenied,
@@ -606,6 +607,9 @@ fn check_mtls(snap: &Snapshot, identity: Option<&PeerIdentity>) -> Result<(), De
     if id.allowed_by(allow) {
         Ok(())
     } else {
+        if conn.identity.is_some() {
+            conn.close.cancel();
+        }
         Err(Denial::new(
             Reject::ClientCertDenied,
             format!(
@@ -668,7 +672,7 @@ impl App {
         }
         reverify(&snap, conn, id)?;
         if mtls_required {
-            check_mtls(&snap, Some(id)).inspect_err(|_| conn.close.cancel())?;
+            check_mtls(&snap, conn, Some(id))?;
         }
         Ok(())
     }
