@@ -193,12 +193,7 @@ async fn backend_down_is_502_and_slow_is_504() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "slow");
     // The timeout follows a reload: the same backend is now too slow.
-    let text = std::fs::read_to_string(&sc.config_path).unwrap();
-    std::fs::write(
-        &sc.config_path,
-        text.replace("upstream_timeout: 5s", "upstream_timeout: 20ms"),
-    )
-    .unwrap();
+    sc.edit_config("upstream_timeout: 5s", "upstream_timeout: 20ms");
     eventually(5, || async {
         c.get(sc.url("/"))
             .send()

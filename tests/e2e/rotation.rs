@@ -107,13 +107,7 @@ async fn allow_clients_change_and_ca_bundle_replacement() {
     let c = client(&pki, &sc, Some(&pki.client));
     assert_eq!(c.get(sc.url("/")).send().await.unwrap().status(), 200);
     // Drop tyk-edge from allow_clients: the next request is refused.
-    std::fs::write(
-        &sc.config_path,
-        std::fs::read_to_string(&sc.config_path)
-            .unwrap()
-            .replace("subject_cn: tyk-edge", "subject_cn: someone-else"),
-    )
-    .unwrap();
+    sc.edit_config("subject_cn: tyk-edge", "subject_cn: someone-else");
     eventually(2, || async {
         c.get(sc.url("/"))
             .send()

@@ -168,6 +168,13 @@ impl Sidecar {
             .unwrap()
     }
 
+    /// Rewrites the sidecar's config file with `from` replaced by `to` (the reload follows).
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        assert!(text.contains(from), "{from:?} not in the config:\n{text}");
+        std::fs::write(&self.config_path, text.replace(from, to)).unwrap();
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown();

@@ -22,8 +22,8 @@ fn yaml(extra: &str) -> String {
     )
 }
 
-/// A backend that switches protocols and then echoes bytes upper-cased.
-pub async fn upgrade_backend() -> SocketAddr {
+/// A backend that switches protocols and then echoes bytes upper-cased; `bye` makes it close.
+async fn upgrade_backend() -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
     tokio::spawn(async move {
@@ -50,7 +50,7 @@ pub async fn upgrade_backend() -> SocketAddr {
                             let mut io = TokioIo::new(up);
                             let mut buf = [0u8; 64];
                             while let Ok(n) = io.read(&mut buf).await {
-                                if n == 0 {
+                                if n == 0 || &buf[..n] == b"bye" {
                                     break;
                                 }
                                 let _ = io.write_all(&buf[..n].to_ascii_uppercase()).await;
@@ -217,19 +217,36 @@ async fn a_revoked_or_disallowed_certificate_closes_its_tunnel() {
     let mut kept = open_tunnel(&pki, &sc, &pki.client).await;
     round_trip(&mut doomed, b"before").await;
 
+    // A broken CRL is refused and changes nothing: the tunnels carry on.
+    pki.write("crl.pem", "not a CRL\n");
+    let running = sc.running.as_ref().unwrap();
+    let e = running.reload().await.unwrap_err().to_string();
+    assert!(e.contains("crl.pem"), "{e}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    round_trip(&mut doomed, b"after a bad reload").await;
+
     // A new CRL revoking the victim: its tunnel closes, the other carries on.
     pki.revoke(&victim);
     closed_within(&mut doomed, 5).await;
     round_trip(&mut kept, b"still here").await;
 
     // tyk-edge taken out of allow_clients on the mtls route: its tunnel closes too.
-    std::fs::write(
-        &sc.config_path,
-        std::fs::read_to_string(&sc.config_path)
-            .unwrap()
-            .replace("subject_cn: tyk-edge", "subject_cn: someone-else"),
-    )
-    .unwrap();
+    sc.edit_config("subject_cn: tyk-edge", "subject_cn: someone-else");
     closed_within(&mut kept, 5).await;
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn a_tunnel_the_backend_closes_is_closed_to_the_client() {
+    let pki = Pki::new();
+    let be = upgrade_backend().await;
+    let sc = Sidecar::start(&pki, be, &yaml("")).await;
+    let mut t = open_tunnel(&pki, &sc, &pki.client).await;
+    round_trip(&mut t, b"hi").await;
+    t.write_all(b"bye").await.unwrap();
+    closed_within(&mut t, 5).await;
+    // The connection's slot and the sidecar are free for the next one.
+    let mut next = open_tunnel(&pki, &sc, &pki.client).await;
+    round_trip(&mut next, b"again").await;
     sc.stop().await;
 }
