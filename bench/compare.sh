@@ -10,7 +10,8 @@
 # and under load, time to ready.
 #
 # Every figure is the median of --repeat rounds (default 3); within a round the targets run one
-# after another, so slow drifts of the machine hit every target alike.
+# after another, so slow drifts of the machine hit every target alike. Each round's CPU time per
+# request (all, and user space) is also written to OUT/rounds.tsv, for paired comparisons.
 #
 # Two reference targets: `direct` (oha straight to the backend: the limit of the load generator) and
 # `tcp-relay` (haproxy in TCP mode on core 0 copying bytes to the backend's own mTLS server on
@@ -21,7 +22,10 @@
 # them on for all (nginx's combined format to a file, haproxy's httplog to a file via stdout,
 # countersign's `log.access: all` JSON lines to a file), for the second table.
 #
-# Usage: bench/compare.sh [--rate R] [--seconds S] [--repeat N] [--out NEW_OR_EMPTY_DIR] [--targets LIST] [--skip-saturation] [--access-log]
+# --pgo PATH adds the targets pgo, pgo-hmac, pgo-rsa, pgo-ed25519 and pgo-report: the cs targets run
+# with another countersign binary (a profile-guided build from bench/pgo.sh), in the same rounds.
+#
+# Usage: bench/compare.sh [--rate R] [--seconds S] [--repeat N] [--out NEW_OR_EMPTY_DIR] [--targets LIST] [--pgo PATH] [--skip-saturation] [--access-log]
 # Needs: nginx, haproxy (apt-get install nginx haproxy), oha (cargo install oha --locked; the script
 # installs it when missing), a release build of countersign (built here when missing).
 set -euo pipefail
@@ -34,12 +38,15 @@ SATURATION=1
 CONNS=64
 REPEAT=3
 ACCESS_LOG=0
+PGO=""
+TARGETS_GIVEN=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rate) RATE=$2; shift 2 ;;
     --seconds) SECS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    --targets) TARGETS=$2; shift 2 ;;
+    --targets) TARGETS=$2; TARGETS_GIVEN=1; shift 2 ;;
+    --pgo) PGO=$(realpath "$2"); shift 2 ;;
     --skip-saturation) SATURATION=0; shift ;;
     --repeat) REPEAT=$2; shift 2 ;;
     --access-log) ACCESS_LOG=1; shift ;;
@@ -47,6 +54,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+if [ -n "$PGO" ]; then
+  [ -x "$PGO" ] || { echo "--pgo $PGO: not an executable" >&2; exit 2; }
+  [ "$TARGETS_GIVEN" = 1 ] || TARGETS="$TARGETS pgo pgo-hmac pgo-rsa pgo-ed25519 pgo-report"
+elif [[ " $TARGETS " == *" pgo"* ]]; then
+  echo "the pgo targets need --pgo PATH" >&2; exit 2
+fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CS=${CS:-"$ROOT/target/release/countersign"}  # another build: CS=/path/to/countersign
 [ -x "$CS" ] || (cd "$ROOT" && cargo build --release --quiet)
@@ -285,8 +298,12 @@ backend be
   server s1 127.0.0.1:$BACKEND_PORT
 EOF
       start_haproxy "$OUT/haproxy/haproxy.cfg" "$OUT/haproxy/access.log" ;;
-    cs|cs-hmac|cs-rsa|cs-ed25519|cs-report)
-      local require="[mtls, ip]" mode=enforce
+    cs|cs-hmac|cs-rsa|cs-ed25519|cs-report|pgo|pgo-hmac|pgo-rsa|pgo-ed25519|pgo-report)
+      local require="[mtls, ip]" mode=enforce bin=$CS
+      if [[ $name == pgo* ]]; then
+        bin=$PGO
+        name=cs${name#pgo}
+      fi
       case "$name" in
         cs-hmac|cs-rsa|cs-ed25519) require="[mtls, ip, signature]" ;;
         cs-report) require="[mtls, ip, signature]"; mode=report ;;
@@ -313,7 +330,7 @@ routes:
     require: $require
 EOF
       local t0=$(date +%s%N)
-      taskset -c 0 "$CS" run -c "$OUT/cs-$name.yaml" --workers 1 --log-format json > "$OUT/cs-$name.log" 2>&1 &
+      taskset -c 0 "$bin" run -c "$OUT/cs-$name.yaml" --workers 1 --log-format json > "$OUT/$1.log" 2>&1 &
       PIDS+=($!)
       TARGET_PIDS=($!)
       for _ in $(seq 1 400); do
@@ -377,6 +394,8 @@ lp=j.get("latencyPercentiles",{})
 print(ok, lp.get("p50",0)*1000, lp.get("p99",0)*1000, lp.get("p99.9",0)*1000)' <<< "$json")
   append OK "$t" "$ok"
   append CPU_US "$t" "$(python3 -c "print(round(($uafter+$safter-$ubefore-$sbefore)/$TICKS*1e6/max($ok,1),2))")"
+  # Each round's figures too, for paired comparisons (targets of one round run minutes apart at most).
+  python3 -c "print('$round', '$t', round(($uafter+$safter-$ubefore-$sbefore)/$TICKS*1e6/max($ok,1),2), round(($uafter-$ubefore)/$TICKS*1e6/max($ok,1),2), sep='\t')" >> "$OUT/rounds.tsv"
   append VCSW "$t" "$(python3 -c "print(round(($vafter-$vbefore)/max($ok,1),3))")"
   append NVCSW "$t" "$(python3 -c "print(round(($nafter-$nbefore)/max($ok,1),3))")"
   append SYS_US "$t" "$(python3 -c "print(round(($safter-$sbefore)/$TICKS*1e6/max($ok,1),2))")"
