@@ -3,8 +3,8 @@
 #   docker build -t ghcr.io/countersign/countersign:0.1.0 .
 #   docker build --build-arg PGO=false -t countersign:dev .   # a plain release build, faster to make
 #
-# PGO=true (the default) builds with bench/pgo.sh: an instrumented build, a minute of training load
-# (examples/pgo_train.rs) on the build machine's loopback, then the optimized build; about 20 %
+# PGO=true (the default) builds with bench/pgo.sh: an instrumented build, some seconds of training
+# load (examples/pgo_train.rs) on the build machine's loopback, then the optimized build; about 20 %
 # fewer instructions per proxied request than the plain release build (docs/PERFORMANCE.md).
 # The binary is built against glibc, as it is benchmarked: musl's allocator and memcpy cost 6 %
 # more instructions per request.

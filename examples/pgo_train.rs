@@ -62,8 +62,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const ISSUER: &str = "https://idp.example/";
 const AUDIENCE: &str = "orders-api";
-/// The mix's kinds, in the order of the module comment; a request's kind is its number mod 20.
-/// What a request is.
+/// What a request is (the kinds of the module comment's mix).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
     Plain,
@@ -248,6 +247,8 @@ impl Load {
         Ok(())
     }
 
+    /// Signs `plan` per RFC 9421: method, authority, path and query, and with a body its
+    /// `Content-Digest` and `Content-Type`.
     fn rfc9421(
         &self,
         plan: &mut Plan,
