@@ -6,8 +6,8 @@
 # PGO=true (the default) builds with bench/pgo.sh: an instrumented build, some seconds of training
 # load (examples/pgo_train.rs) on the build machine's loopback, then the optimized build; about 20 %
 # fewer instructions per proxied request than the plain release build (docs/PERFORMANCE.md).
-# The binary is built against glibc, as it is benchmarked: musl's allocator and memcpy cost 6 %
-# more instructions per request.
+# The binary is built against glibc, as it is benchmarked: the musl build takes 6 % more
+# instructions per request.
 
 FROM rust:1.95-bookworm AS build
 ARG PGO=true
