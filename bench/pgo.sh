@@ -13,8 +13,9 @@
 # 4. builds countersign again with -Cprofile-use into target/pgo/optimized, sends it a shorter run
 #    of the same load (every answer checked again), and copies the binary to target/pgo/countersign.
 # The profile is made fresh each time, by the same compiler that uses it, so it never goes stale.
-# --target builds for another target the machine runs, e.g. x86_64-unknown-linux-musl for a static
-# binary (ring then needs that target's C compiler: musl-tools, CC_x86_64_unknown_linux_musl=musl-gcc).
+# --target builds for another target the machine runs: the Dockerfile's x86_64-unknown-linux-musl,
+# a static binary (ring then needs that target's C compiler: musl-tools,
+# CC_x86_64_unknown_linux_musl=musl-gcc).
 # Takes two release builds' time plus about a minute; bounded by `timeout`.
 set -euo pipefail
 
