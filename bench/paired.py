@@ -14,10 +14,12 @@ import statistics
 import sys
 from collections import defaultdict
 
+USAGE = "usage: bench/paired.py OUT/rounds.tsv A B [A B ...]"
+
 
 def main(argv):
     if len(argv) < 4 or len(argv) % 2 != 0:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     rounds = defaultdict(dict)
     with open(argv[1], encoding="utf-8") as f:

@@ -18,10 +18,10 @@
 //! must exit 0, which is when an instrumented build writes its profile. Exit 1 when any answer was
 //! not the expected one or the sidecar did not exit cleanly; 2 when the setup failed.
 
+mod support;
+
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -38,8 +38,7 @@ use countersign::tools::keygen;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use support::{Error, Sidecar, client_tls, free_port};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -57,8 +56,6 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     concurrency: u64,
 }
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const ISSUER: &str = "https://idp.example/";
 const AUDIENCE: &str = "orders-api";
@@ -139,10 +136,18 @@ fn hv(s: &str) -> Result<HeaderValue, Error> {
     Ok(HeaderValue::from_str(s)?)
 }
 
-fn free_port() -> Result<u16, Error> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+impl Plan {
+    /// The request as the signers see it, sent to `host` over HTTPS.
+    fn message<'a>(&'a self, host: &'a str) -> Message<'a> {
+        Message {
+            method: self.method.as_str(),
+            target: &self.target,
+            scheme: "https",
+            authority: Some(host),
+            headers: &self.headers,
+            status: None,
+        }
+    }
 }
 
 impl Load {
@@ -220,14 +225,7 @@ impl Load {
         };
         plan.headers
             .insert(header::DATE, hv(&date::format_tyk(now))?);
-        let msg = Message {
-            method: plan.method.as_str(),
-            target: &plan.target,
-            scheme: "https",
-            authority: Some(&self.host),
-            headers: &plan.headers,
-            status: None,
-        };
+        let msg = plan.message(&self.host);
         let (params, _) = sign::cavage(
             &msg,
             signer,
@@ -262,14 +260,7 @@ impl Load {
         if plan.body.is_some() {
             components.extend(["content-digest", "content-type"].map(String::from));
         }
-        let msg = Message {
-            method: plan.method.as_str(),
-            target: &plan.target,
-            scheme: "https",
-            authority: Some(&self.host),
-            headers: &plan.headers,
-            status: None,
-        };
+        let msg = plan.message(&self.host);
         let (input, signature, _) = sign::rfc9421(
             &msg,
             signer,
@@ -342,16 +333,7 @@ fn client(
     alpn: &[u8],
     pool: bool,
 ) -> Result<reqwest::Client, Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.der())?;
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(id.cert_pem.as_bytes()).collect::<Result<_, _>>()?;
-    let key = PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes())?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(countersign::tls::provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)?;
-    tls.alpn_protocols = vec![alpn.to_vec()];
+    let mut tls = client_tls(ca, id, alpn)?;
     if !pool {
         // A full handshake every time, as a client without session resumption makes.
         tls.resumption = rustls::client::Resumption::disabled();
@@ -509,42 +491,10 @@ async fn run(args: Args) -> Result<bool, Error> {
     )
     .await?;
 
-    let log = std::fs::File::create(dir.join("sidecar.log"))?;
-    let mut cmd = std::process::Command::new(&args.sidecar);
-    cmd.arg("run")
-        .arg("-c")
-        .arg(dir.join("countersign.yaml"))
-        .args(["--log-format", "json"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // SAFETY: prctl is async-signal-safe; it makes the sidecar die with this process.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
-    let t0 = Instant::now();
-    let ready = loop {
-        if let Ok(r) = reqwest::get(format!("http://{admin}/readyz")).await
-            && r.status() == 200
-        {
-            break true;
-        }
-        if t0.elapsed() > Duration::from_secs(30) || child.try_wait()?.is_some() {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    if !ready {
-        let _ = child.kill();
-        return Err(format!(
-            "the sidecar did not become ready; see {}",
-            dir.join("sidecar.log").display()
-        )
-        .into());
+    let log = dir.join("sidecar.log");
+    let mut child = Sidecar::spawn(&args.sidecar, &dir.join("countersign.yaml"), &log)?;
+    if !child.wait_ready(&admin, Duration::from_secs(30)).await {
+        return Err(format!("the sidecar did not become ready; see {}", log.display()).into());
     }
 
     let load = Arc::new(Load {
@@ -574,22 +524,7 @@ async fn run(args: Args) -> Result<bool, Error> {
     let elapsed = started.elapsed();
     let sent = load.seq.load(Ordering::Relaxed).min(args.requests);
 
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let mut exit = None;
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(30) {
-        if let Some(s) = child.try_wait()? {
-            exit = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if exit.is_none() {
-        let _ = child.kill();
-    }
+    let exit = child.stop(Duration::from_secs(30)).await;
     stop_echo.cancel();
 
     println!(

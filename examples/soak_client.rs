@@ -15,11 +15,11 @@
 //! more over the measured minutes (from the end of the `--warmup-minutes`, default 1, to the end).
 //! Stops everything it started (the sidecar also dies with it).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -33,8 +33,7 @@ use countersign::signature::digest::{DigestAlg, content_digest_value};
 use countersign::signature::sign::{self, CavageSpec, Rfc9421Spec, Signer};
 use countersign::signature::{Message, date};
 use http::{HeaderMap, HeaderValue, Method, header};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use support::{Error, Sidecar, client_tls, free_port};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -65,8 +64,6 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     reconnect_every: u64,
 }
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// The HMAC key the client signs with.
 struct SigningKey {
@@ -123,38 +120,6 @@ impl Shared {
         }
         f(&mut all[m]);
     }
-}
-
-/// The sidecar process; killed when dropped (an early return), and with this process.
-struct Sidecar(std::process::Child);
-
-impl Sidecar {
-    /// Waits up to `limit` for the exit code (`None` when it did not exit, or by a signal).
-    async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let t0 = Instant::now();
-        while t0.elapsed() < limit {
-            if let Ok(Some(s)) = self.0.try_wait() {
-                return s.code();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        None
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn free_port() -> Result<u16, Error> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// Writes `name` in `dir` by renaming a temporary file over it (readers never see half a file).
@@ -243,16 +208,7 @@ routes:
 }
 
 fn http_client(ca: &DevCa, id: &Issued, sidecar: SocketAddr) -> Result<reqwest::Client, Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.der())?;
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(id.cert_pem.as_bytes()).collect::<Result<_, _>>()?;
-    let key = PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes())?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(countersign::tls::provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)?;
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = client_tls(ca, id, b"http/1.1")?;
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .tls_info(true)
@@ -633,35 +589,11 @@ async fn run(args: Args) -> Result<bool, Error> {
     )
     .await?;
 
-    let log = std::fs::File::create(dir.join("sidecar.log"))?;
-    let mut cmd = std::process::Command::new(&args.sidecar);
-    cmd.arg("run")
-        .arg("-c")
-        .arg(dir.join("countersign.yaml"))
-        .args(["--log-format", "json"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // SAFETY: prctl is async-signal-safe; it makes the sidecar die with this process.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let mut child = Sidecar(cmd.spawn()?);
-    let pid = child.0.id();
-    let ready = wait_metrics(&admin, Duration::from_secs(30), |m| !m.is_empty()).await;
-    let ready_ok = match reqwest::get(format!("http://{admin}/readyz")).await {
-        Ok(r) => r.status() == 200,
-        Err(_) => false,
-    };
-    if ready.is_none() || !ready_ok {
-        return Err(format!(
-            "the sidecar did not become ready; see {}",
-            dir.join("sidecar.log").display()
-        )
-        .into());
+    let log = dir.join("sidecar.log");
+    let mut child = Sidecar::spawn(&args.sidecar, &dir.join("countersign.yaml"), &log)?;
+    let pid = child.id();
+    if !child.wait_ready(&admin, Duration::from_secs(30)).await {
+        return Err(format!("the sidecar did not become ready; see {}", log.display()).into());
     }
     println!(
         "sidecar pid {pid} on {sidecar_addr} (admin {admin}), backend 127.0.0.1:{upstream}; {} rps over {} workers for {} min of warm-up and {} min measured; files in {}",
@@ -789,11 +721,10 @@ async fn run(args: Args) -> Result<bool, Error> {
     let final_metrics = metrics(&admin).await;
 
     // Stop the sidecar as an orchestrator would, and the backend.
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
-    }
-    let clean_exit = child.wait_exit(Duration::from_secs(20)).await == Some(0);
+    let clean_exit = child
+        .stop(Duration::from_secs(20))
+        .await
+        .is_some_and(|s| s.success());
     stop_echo.cancel();
 
     // Summary.
