@@ -6,10 +6,11 @@
 # PGO=true (the default) builds with bench/pgo.sh: an instrumented build, some seconds of training
 # load (examples/pgo_train.rs) on the build machine's loopback, then the optimized build: a fifth
 # fewer instructions per proxied request than the plain build (docs/PERFORMANCE.md).
-# The binary is static: glibc linked in (-Ctarget-feature=+crt-static, for an explicit --target, the
-# build machine's, so build scripts and proc-macros stay dynamic). Names resolve through /etc/hosts and DNS, which
-# glibc 2.36 has built in; nothing is loaded at run time. 7 % fewer instructions per request than
-# a static musl build, and the allocator the soak was measured with (docs/PERFORMANCE.md).
+# The binary is static: glibc linked in (-Ctarget-feature=+crt-static for an explicit --target, the
+# build machine's, so that build scripts and proc-macros stay dynamic). Names resolve through
+# /etc/hosts and DNS, which glibc 2.36 has built in; nothing is loaded at run time. 7 % fewer
+# instructions per request than a static musl build, and the allocator the soak was measured with
+# (docs/PERFORMANCE.md).
 
 FROM rust:1.95-bookworm AS build
 ARG PGO=true
