@@ -393,9 +393,11 @@ ok=sum(v for k,v in sd.items() if k.startswith("2"))
 lp=j.get("latencyPercentiles",{})
 print(ok, lp.get("p50",0)*1000, lp.get("p99",0)*1000, lp.get("p99.9",0)*1000)' <<< "$json")
   append OK "$t" "$ok"
-  append CPU_US "$t" "$(python3 -c "print(round(($uafter+$safter-$ubefore-$sbefore)/$TICKS*1e6/max($ok,1),2))")"
+  cpu=$(python3 -c "print(round(($uafter+$safter-$ubefore-$sbefore)/$TICKS*1e6/max($ok,1),2))")
+  user=$(python3 -c "print(round(($uafter-$ubefore)/$TICKS*1e6/max($ok,1),2))")
+  append CPU_US "$t" "$cpu"
   # Each round's figures too, for paired comparisons (targets of one round run minutes apart at most).
-  python3 -c "print('$round', '$t', round(($uafter+$safter-$ubefore-$sbefore)/$TICKS*1e6/max($ok,1),2), round(($uafter-$ubefore)/$TICKS*1e6/max($ok,1),2), sep='\t')" >> "$OUT/rounds.tsv"
+  printf '%s\t%s\t%s\t%s\n' "$round" "$t" "$cpu" "$user" >> "$OUT/rounds.tsv"
   append VCSW "$t" "$(python3 -c "print(round(($vafter-$vbefore)/max($ok,1),3))")"
   append NVCSW "$t" "$(python3 -c "print(round(($nafter-$nbefore)/max($ok,1),3))")"
   append SYS_US "$t" "$(python3 -c "print(round(($safter-$sbefore)/$TICKS*1e6/max($ok,1),2))")"

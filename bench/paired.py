@@ -38,6 +38,9 @@ def main(argv):
             return 1
         cpu = [rounds[r][a][0] / rounds[r][b][0] for r in both if rounds[r][b][0] > 0]
         user = [rounds[r][a][1] / rounds[r][b][1] for r in both if rounds[r][b][1] > 0]
+        if not cpu or not user:
+            print(f"{a} ÷ {b}: {b} took no measurable CPU time in any round", file=sys.stderr)
+            return 1
         print(
             f"{a} ÷ {b}: {len(both)} rounds; CPU median {statistics.median(cpu):.2f} "
             f"(rounds {min(cpu):.2f}–{max(cpu):.2f}: {' '.join(f'{x:.2f}' for x in cpu)}); "
